@@ -1,0 +1,18 @@
+"""sde_score: continuous-time score-based generative modelling (Song et al. 2021).
+
+Layers, bottom up: SDEs, exact mixture targets and registries; samplers and likelihoods;
+losses and networks; Lightning training.  The bottom two need only torch (+ torchsde,
+torchdiffeq, scipy).
+"""
+from .registry import Registry
+from .sdes import SDE, SDES, ReverseSDE, SubVPSDE, VESDE, VPSDE, get_sde, register_sde
+from .targets import TARGETS, GaussianMixture, get_target, register_target
+from .sampling import (CORRECTORS, METHODS, PREDICTORS, SampleInfo, ode_encode, register_corrector,
+                       register_method, register_predictor, sample)
+
+__version__ = "0.1.0"
+
+__all__ = ["Registry", "SDE", "SDES", "ReverseSDE", "SubVPSDE", "VESDE", "VPSDE", "get_sde",
+           "register_sde", "TARGETS", "GaussianMixture", "get_target", "register_target", "CORRECTORS",
+           "METHODS", "PREDICTORS", "SampleInfo", "ode_encode", "register_corrector", "register_method",
+           "register_predictor", "sample", "__version__"]

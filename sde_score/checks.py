@@ -1,0 +1,51 @@
+"""Input validation shared by every layer: clear errors that name the bad value."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+
+def check_number(name: str, value: Any, *, positive: bool = False, nonneg: bool = False) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` if it is not a finite number
+    (and, if asked, not positive / not non-negative)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and v <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if nonneg and v < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return v
+
+
+def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= ``minimum`` or raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
+        isinstance(value, float) and value.is_integer()
+    ):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    v = int(value)
+    if v < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return v
+
+
+def check_finite(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Raise ``ValueError`` if ``x`` holds NaN or inf, naming how many entries are bad."""
+    if not torch.is_tensor(x):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
+    return x
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> Any:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
+    return value

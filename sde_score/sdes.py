@@ -1,0 +1,354 @@
+"""Forward SDEs dx = f(x, t) dt + g(t) dw and their reverse-time / probability-flow forms.
+
+Song et al. 2021, "Score-Based Generative Modeling through SDEs", Sec. 3 and App. B-C.
+Every SDE here is linear in x with an isotropic Gaussian kernel,
+    p_0t(x_t | x_0) = N(x_t; alpha(t) x_0, sigma(t)^2 I),
+so each subclass only states its drift/diffusion, ``alpha_sigma(t)``, its prior and its
+discretisation.  Shapes: ``x`` is (B, ...), ``t`` is (B,) (a float is broadcast).
+"""
+from __future__ import annotations
+
+import abc
+import math
+from typing import Callable, Optional, Sequence, Tuple
+
+import torch
+
+from .checks import check_finite, check_int, check_number
+from .registry import Registry
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+SDES: Registry[type] = Registry("SDE")
+register_sde = SDES.register
+
+
+def get_sde(name: str, **kwargs) -> "SDE":
+    """Build a registered SDE by (case-insensitive) name, e.g. ``get_sde("vp", N=500)``."""
+    return SDES.get(name)(**kwargs)
+
+
+def bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-sample vector (B,) so it broadcasts against x (B, ...)."""
+    return v.reshape(v.shape + (1,) * (x.dim() - v.dim()))
+
+
+class SDE(abc.ABC):
+    """A forward SDE on [0, T] with an isotropic Gaussian perturbation kernel."""
+
+    name: str = "sde"
+    T: float = 1.0
+
+    def __init__(self, N: int = 1000) -> None:
+        self.N = check_int("N", N, minimum=1)
+
+    # -- formulas each subclass states -------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def default_eps(self) -> float:
+        """Smallest time used by samplers (avoids the singular score at t = 0)."""
+
+    @property
+    @abc.abstractmethod
+    def hparams(self) -> dict:
+        """Constructor arguments (used to copy the SDE and to store it in checkpoints)."""
+
+    @abc.abstractmethod
+    def _drift_diffusion(self, x: torch.Tensor, t: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        ...
+
+    @abc.abstractmethod
+    def _alpha_sigma(self, t: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        ...
+
+    @abc.abstractmethod
+    def _t_from_edm_sigma(self, s: torch.Tensor) -> torch.Tensor:
+        ...
+
+    @abc.abstractmethod
+    def _discretize(self, x: torch.Tensor, t: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        ...
+
+    @property
+    def prior_std(self) -> float:
+        """Std of the isotropic Gaussian prior N(0, prior_std^2 I) approximating p_T."""
+        return 1.0
+
+    # -- public interface ---------------------------------------------------------------------
+    def check_t(self, t, like: Optional[torch.Tensor] = None, *, name: str = "t") -> torch.Tensor:
+        """Return t as a (B,) tensor (broadcasting a float), checking it lies in [0, T]."""
+        if not torch.is_tensor(t):
+            t = torch.tensor(check_number(name, t))
+        if like is not None:
+            t = t.to(device=like.device, dtype=like.dtype if like.is_floating_point() else t.dtype)
+            if t.dim() == 0:
+                t = t.expand(like.shape[0])
+            if t.shape != like.shape[:1]:
+                raise ValueError(f"{name} must have shape ({like.shape[0]},) to match x, got {tuple(t.shape)}")
+        check_finite(name, t)
+        if bool(((t < 0) | (t > self.T)).any()):
+            bad = t[(t < 0) | (t > self.T)][0].item()
+            raise ValueError(f"{name} must lie in [0, T={self.T}], got {bad}")
+        return t
+
+    def sde(self, x: torch.Tensor, t) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Drift f(x, t) (like x) and diffusion g(t) (B,) of the forward SDE (eq. 5)."""
+        return self._drift_diffusion(x, self.check_t(t, x))
+
+    def alpha_sigma(self, t) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Kernel coefficients: p_0t(x_t | x_0) = N(alpha(t) x_0, sigma(t)^2 I); each (B,)."""
+        t = self.check_t(t)
+        return self._alpha_sigma(t)
+
+    def marginal_prob(self, x0: torch.Tensor, t) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Mean (like x0) and std (B,) of the perturbation kernel p_0t(x_t | x_0)."""
+        alpha, sigma = self._alpha_sigma(self.check_t(t, x0))
+        return bcast(alpha, x0) * x0, sigma
+
+    def edm_sigma(self, t) -> torch.Tensor:
+        """Noise-to-signal ratio sigma(t)/alpha(t): the sigma of EDM's scaled coordinates x/alpha."""
+        alpha, sigma = self.alpha_sigma(t)
+        return sigma / alpha
+
+    def t_from_edm_sigma(self, s: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`edm_sigma`: the time at which sigma(t)/alpha(t) = s."""
+        s = check_finite("edm sigma", torch.as_tensor(s))
+        if bool((s <= 0).any()):
+            raise ValueError("edm sigma must be > 0")
+        return self._t_from_edm_sigma(s)
+
+    def prior_sampling(self, shape: Sequence[int], generator: Optional[torch.Generator] = None,
+                       device=None, dtype=None) -> torch.Tensor:
+        """Draw x_T ~ N(0, prior_std^2 I) of the given full shape (B, ...)."""
+        return self.prior_std * torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+
+    def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
+        """Log-density (nats) of the prior at z (B, ...); returns (B,)."""
+        d = z[0].numel()
+        s2 = self.prior_std ** 2
+        return -0.5 * d * math.log(2 * math.pi * s2) - z.flatten(1).pow(2).sum(1) / (2 * s2)
+
+    def discretize(self, x: torch.Tensor, t) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One forward step of the discrete chain, x_{i+1} = x_i + f + G z (eq. 45-47 / App. E);
+        returns f (like x) and G (B,). ``t`` is mapped to the nearest index of the N-point grid."""
+        return self._discretize(x, self.check_t(t, x))
+
+    def timestep_index(self, t: torch.Tensor) -> torch.Tensor:
+        """Index i in 0..N-1 of the grid point i T / (N - 1) at or just below t, as in the paper's
+        code (truncation keeps the indices of linspace(T, eps, N) distinct while eps (N-1) < T);
+        the 1e-4 slack absorbs float32 rounding of grid points that lie exactly on the grid."""
+        if self.N == 1:
+            return torch.zeros_like(t, dtype=torch.long)
+        return torch.floor(t.double() * (self.N - 1) / self.T + 1e-4).long().clamp(0, self.N - 1)
+
+    def langevin_scale(self, t: torch.Tensor) -> torch.Tensor:
+        """Factor a_i of the Langevin corrector's step size (Alg. 4-5): 1 unless overridden."""
+        return torch.ones_like(t)
+
+    def with_N(self, N: int) -> "SDE":
+        """A copy with another number of discretisation steps."""
+        return type(self)(**{**self.hparams, "N": N})
+
+    def ancestral_step(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor
+                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std (B,) of one ancestral-sampling step x_i -> x_{i-1} (App. F)."""
+        raise ValueError(f"ancestral sampling is not defined for the {self.name!r} SDE; "
+                         f"use it with 've' or 'vp'")
+
+    def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> "ReverseSDE":
+        """The reverse-time SDE (eq. 6) or, with ``probability_flow``, the PF-ODE (eq. 13)."""
+        return ReverseSDE(self, score_fn, probability_flow)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.hparams.items())
+        return f"{type(self).__name__}({args})"
+
+
+class ReverseSDE:
+    """Reverse-time SDE dx = [f - g^2 score] dt + g dw_bar, integrated from T down to 0.
+
+    ``sde``/``discretize`` return the drift in forward-time convention, so a step from t to
+    t - dt is ``x - drift * dt + diffusion * sqrt(dt) z`` (and ``x - f + G z`` when discretised).
+    With ``probability_flow`` the drift is f - 1/2 g^2 score and the diffusion is zero (eq. 13):
+    this is the single definition of the PF-ODE used by samplers, encoders and likelihoods.
+    """
+
+    def __init__(self, forward: SDE, score_fn: ScoreFn, probability_flow: bool = False) -> None:
+        self.forward = forward
+        self.score_fn = score_fn
+        self.probability_flow = probability_flow
+        self.T = forward.T
+        self.N = forward.N
+        self._coef = 0.5 if probability_flow else 1.0
+
+    def sde(self, x: torch.Tensor, t) -> Tuple[torch.Tensor, torch.Tensor]:
+        t = self.forward.check_t(t, x)
+        drift, diffusion = self.forward._drift_diffusion(x, t)
+        score = self.score_fn(x, t)
+        drift = drift - bcast(diffusion ** 2, x) * score * self._coef
+        return drift, torch.zeros_like(diffusion) if self.probability_flow else diffusion
+
+    def discretize(self, x: torch.Tensor, t) -> Tuple[torch.Tensor, torch.Tensor]:
+        t = self.forward.check_t(t, x)
+        f, G = self.forward._discretize(x, t)
+        rev_f = f - bcast(G ** 2, x) * self.score_fn(x, t) * self._coef
+        return rev_f, torch.zeros_like(G) if self.probability_flow else G
+
+
+@register_sde("ve")
+class VESDE(SDE):
+    """Variance exploding SDE (SMLD / NCSN): sigma(t) = sigma_min (sigma_max/sigma_min)^t (eq. 30).
+
+    f = 0 and g(t) = sigma(t) sqrt(2 log(sigma_max/sigma_min)).  As in the paper's code the
+    kernel std is sigma(t) itself, so p_0 = p_data * N(0, sigma_min^2 I).  Discretised with
+    NCSN's geometric noise levels sigma_i = sigma(i / (N - 1)).
+    """
+
+    name = "ve"
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000) -> None:
+        super().__init__(N)
+        self.sigma_min = check_number("sigma_min", sigma_min, positive=True)
+        self.sigma_max = check_number("sigma_max", sigma_max, positive=True)
+        if self.sigma_max <= self.sigma_min:
+            raise ValueError(f"sigma_max must be > sigma_min, got sigma_max={sigma_max}, "
+                             f"sigma_min={sigma_min}")
+        self._log_ratio = math.log(self.sigma_max / self.sigma_min)
+
+    @property
+    def hparams(self) -> dict:
+        return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "N": self.N}
+
+    @property
+    def default_eps(self) -> float:
+        return 1e-5
+
+    @property
+    def prior_std(self) -> float:
+        return self.sigma_max
+
+    def _sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return self.sigma_min * torch.exp(t * self._log_ratio)
+
+    def _drift_diffusion(self, x, t):
+        g = self._sigma(t) * math.sqrt(2 * self._log_ratio)
+        return torch.zeros_like(x), g
+
+    def _alpha_sigma(self, t):
+        return torch.ones_like(t), self._sigma(t)
+
+    def _t_from_edm_sigma(self, s):
+        return torch.log(s / self.sigma_min) / self._log_ratio
+
+    def discrete_sigma(self, i: torch.Tensor) -> torch.Tensor:
+        """NCSN noise level sigma_i, i in 0..N-1 (geometric from sigma_min to sigma_max);
+        sigma_{-1} = 0."""
+        frac = i.to(torch.float64) / max(self.N - 1, 1)
+        s = self.sigma_min * torch.exp(frac * self._log_ratio)
+        return torch.where(i < 0, torch.zeros_like(s), s)
+
+    def _adjacent_sigmas(self, t: torch.Tensor):
+        i = self.timestep_index(t)
+        return self.discrete_sigma(i).to(t), self.discrete_sigma(i - 1).to(t)
+
+    def _discretize(self, x, t):
+        # SMLD: x_i = x_{i-1} + sqrt(sigma_i^2 - sigma_{i-1}^2) z  (eq. 45)
+        sigma, adjacent = self._adjacent_sigmas(t)
+        return torch.zeros_like(x), torch.sqrt(sigma ** 2 - adjacent ** 2)
+
+    def ancestral_step(self, x, t, score):
+        # Song 2021 App. F, eq. 47: the SMLD ancestral sampler.
+        sigma, adjacent = self._adjacent_sigmas(t)
+        mean = x + bcast(sigma ** 2 - adjacent ** 2, x) * score
+        std = torch.sqrt(adjacent ** 2 * (sigma ** 2 - adjacent ** 2) / sigma ** 2)
+        return mean, std
+
+
+class _LinearBetaSDE(SDE):
+    """Shared pieces of VP and sub-VP: beta(t) = beta_min + t (beta_max - beta_min) and
+    log alpha(t) = -t^2 (beta_max - beta_min)/4 - t beta_min / 2 (eq. 33)."""
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000) -> None:
+        super().__init__(N)
+        self.beta_min = check_number("beta_min", beta_min, nonneg=True)
+        self.beta_max = check_number("beta_max", beta_max, positive=True)
+        if self.beta_max <= self.beta_min:
+            raise ValueError(f"beta_max must be > beta_min, got beta_max={beta_max}, "
+                             f"beta_min={beta_min}")
+
+    @property
+    def hparams(self) -> dict:
+        return {"beta_min": self.beta_min, "beta_max": self.beta_max, "N": self.N}
+
+    @property
+    def default_eps(self) -> float:
+        return 1e-3
+
+    def _beta(self, t):
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def _log_alpha(self, t):
+        return -0.25 * t ** 2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+
+    def _t_from_log_alpha(self, log_alpha):
+        # Root of (b1-b0)/4 t^2 + b0/2 t + log_alpha = 0 in its cancellation-free form.
+        d = self.beta_max - self.beta_min
+        return -2 * log_alpha / (0.5 * self.beta_min + torch.sqrt(0.25 * self.beta_min ** 2 - d * log_alpha))
+
+    def discrete_beta(self, i: torch.Tensor) -> torch.Tensor:
+        """DDPM's beta_i = beta_min/N + i (beta_max - beta_min) / (N (N - 1)), i in 0..N-1."""
+        frac = i.to(torch.float64) / max(self.N - 1, 1)
+        return (self.beta_min + frac * (self.beta_max - self.beta_min)) / self.N
+
+    def langevin_scale(self, t):
+        return 1 - self.discrete_beta(self.timestep_index(t)).to(t)
+
+    def _discretize(self, x, t):
+        # DDPM: x_i = sqrt(1 - beta_i) x_{i-1} + sqrt(beta_i) z  (eq. 46)
+        beta = self.discrete_beta(self.timestep_index(t)).to(t)
+        return bcast(torch.sqrt(1 - beta), x) * x - x, torch.sqrt(beta)
+
+
+@register_sde("vp")
+class VPSDE(_LinearBetaSDE):
+    """Variance preserving SDE (DDPM): dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw (eq. 32)."""
+
+    name = "vp"
+
+    def _drift_diffusion(self, x, t):
+        beta = self._beta(t)
+        return -0.5 * bcast(beta, x) * x, torch.sqrt(beta)
+
+    def _alpha_sigma(self, t):
+        la = self._log_alpha(t)
+        return torch.exp(la), torch.sqrt(-torch.expm1(2 * la))
+
+    def _t_from_edm_sigma(self, s):
+        # sigma/alpha = sqrt(alpha^-2 - 1)  =>  log alpha = -log(1 + s^2)/2
+        return self._t_from_log_alpha(-0.5 * torch.log1p(s ** 2))
+
+    def ancestral_step(self, x, t, score):
+        # DDPM ancestral sampling (Ho et al. 2020; Song 2021 eq. 47).
+        beta = self.discrete_beta(self.timestep_index(t)).to(t)
+        mean = (x + bcast(beta, x) * score) / bcast(torch.sqrt(1 - beta), x)
+        return mean, torch.sqrt(beta)
+
+
+@register_sde("subvp")
+class SubVPSDE(_LinearBetaSDE):
+    """sub-VP SDE: diffusion sqrt(beta(t) (1 - exp(-2 int_0^t beta))) (eq. 34); std 1 - alpha^2."""
+
+    name = "subvp"
+
+    def _drift_diffusion(self, x, t):
+        beta = self._beta(t)
+        discount = -torch.expm1(4 * self._log_alpha(t))
+        return -0.5 * bcast(beta, x) * x, torch.sqrt(beta * discount)
+
+    def _alpha_sigma(self, t):
+        la = self._log_alpha(t)
+        return torch.exp(la), -torch.expm1(2 * la)
+
+    def _t_from_edm_sigma(self, s):
+        # (1 - alpha^2)/alpha = s  =>  alpha = 2 / (s + sqrt(s^2 + 4))
+        return self._t_from_log_alpha(torch.log(2 / (s + torch.sqrt(s ** 2 + 4))))

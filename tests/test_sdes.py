@@ -1,0 +1,185 @@
+"""SDEs against exact answers: torchsde simulation of the forward SDE, NCSN/DDPM discretisations,
+scipy's normal density, and the reverse-time drift formulas."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchsde
+from scipy import stats
+
+from sde_score import SDE, SDES, SubVPSDE, VESDE, VPSDE, get_sde, register_sde
+from sde_score.registry import Registry
+
+ALL = ["ve", "vp", "subvp"]
+
+
+class _Forward(torch.nn.Module):
+    noise_type, sde_type = "diagonal", "ito"
+
+    def __init__(self, sde):
+        super().__init__()
+        self.sde = sde
+
+    def f(self, t, y):
+        return self.sde.sde(y, t.clamp(0, 1).expand(y.shape[0]))[0]
+
+    def g(self, t, y):
+        return self.sde.sde(y, t.clamp(0, 1).expand(y.shape[0]))[1][:, None].expand_as(y)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_marginal_prob_matches_torchsde_simulation(name):
+    # n = 20000 paths of a 2-D SDE from fixed x0; Euler step 1e-3 has O(dt) weak error (< 0.2% of
+    # the variance), far below the 4-standard-error band: SE(mean) = std/sqrt(n),
+    # SE(var) = var sqrt(2/(n-1)).
+    sde = get_sde(name, sigma_max=5.0) if name == "ve" else get_sde(name)
+    n = 20000
+    x0 = torch.tensor([[1.5, -0.5]], dtype=torch.float64).expand(n, 2).contiguous()
+    ts = torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64)
+    bm = torchsde.BrownianInterval(t0=0.0, t1=1.0, size=(n, 2), dtype=torch.float64, entropy=7)
+    ys = torchsde.sdeint(_Forward(sde), x0, ts, bm=bm, method="euler", dt=1e-3)
+    for k, t in enumerate(ts[1:], start=1):
+        mean, std = sde.marginal_prob(x0[:1], t)
+        emp_mean, emp_var = ys[k].mean(0), ys[k].var(0)
+        se_mean = std / math.sqrt(n)
+        assert torch.all((emp_mean - mean[0]).abs() < 4 * se_mean), (name, t, emp_mean, mean)
+        var = std ** 2
+        assert torch.all((emp_var - var).abs() < 4 * var * math.sqrt(2 / (n - 1))), (name, t, emp_var, var)
+
+
+def test_ve_discretize_is_ncsn_geometric_levels():
+    sde = VESDE(sigma_min=0.01, sigma_max=50.0, N=10)
+    sigmas = np.exp(np.linspace(np.log(0.01), np.log(50.0), 10))  # NCSN's noise levels
+    t = torch.tensor(np.arange(10) / 9.0)
+    x = torch.zeros(10, 3, dtype=torch.float64)
+    f, G = sde.discretize(x, t)
+    prev = np.concatenate([[0.0], sigmas[:-1]])
+    assert torch.equal(f, torch.zeros_like(x))
+    np.testing.assert_allclose(G.numpy(), np.sqrt(sigmas ** 2 - prev ** 2), rtol=1e-12)
+    # the continuous std on the grid is the same geometric sequence
+    np.testing.assert_allclose(sde.marginal_prob(x, t)[1].numpy(), sigmas, rtol=1e-12)
+
+
+def test_vp_discretize_is_ddpm_forward_step():
+    N = 1000
+    sde = VPSDE(beta_min=0.1, beta_max=20.0, N=N)
+    betas = np.linspace(0.1 / N, 20.0 / N, N)  # DDPM's linear schedule
+    idx = np.array([0, 1, 500, 998, 999])
+    t = torch.tensor(idx / (N - 1))
+    x = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    f, G = sde.discretize(x, t)
+    expect = np.sqrt(1 - betas[idx])[:, None] * x.numpy()
+    np.testing.assert_allclose((x + f).numpy(), expect, rtol=1e-12)
+    np.testing.assert_allclose(G.numpy(), np.sqrt(betas[idx]), rtol=1e-12)
+
+
+def test_timestep_index_of_sampling_grid_is_distinct():
+    for sde in (VESDE(N=1000), VPSDE(N=1000)):
+        ts = torch.linspace(1.0, sde.default_eps, 1000)
+        idx = sde.timestep_index(ts)
+        assert torch.equal(idx, torch.arange(999, -1, -1)), type(sde)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_prior_logp_is_normalised_normal(name):
+    sde = get_sde(name)
+    s = sde.prior_std
+    z = torch.randn(50, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * s
+    ref = stats.multivariate_normal(np.zeros(3), s ** 2 * np.eye(3)).logpdf(z.numpy())
+    np.testing.assert_allclose(sde.prior_logp(z).numpy(), ref, rtol=1e-10)
+    # integrates to one on a 2-D grid (trapezoid, +-8 std, error << 1e-4)
+    g = torch.linspace(-8 * s, 8 * s, 801, dtype=torch.float64)
+    xx, yy = torch.meshgrid(g, g, indexing="ij")
+    p = sde.prior_logp(torch.stack([xx.ravel(), yy.ravel()], 1)).exp().reshape(801, 801)
+    assert abs(torch.trapezoid(torch.trapezoid(p, g), g).item() - 1) < 1e-4
+    x = sde.prior_sampling((20000, 2), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert abs(x.std().item() / s - 1) < 4 * math.sqrt(1 / (2 * 40000))
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("pf", [False, True])
+def test_reverse_drift(name, pf):
+    sde = get_sde(name)
+    x = torch.randn(6, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    t = torch.linspace(0.01, 1.0, 6, dtype=torch.float64)
+    score = lambda x, t: torch.sin(x) * t[:, None, None]  # noqa: E731 - any function will do
+    f, g = sde.sde(x, t)
+    drift, diff = sde.reverse(score, probability_flow=pf).sde(x, t)
+    coef = 0.5 if pf else 1.0
+    torch.testing.assert_close(drift, f - coef * g[:, None, None] ** 2 * score(x, t))
+    torch.testing.assert_close(diff, torch.zeros_like(g) if pf else g)
+    fd, G = sde.discretize(x, t)
+    rf, rG = sde.reverse(score, probability_flow=pf).discretize(x, t)
+    torch.testing.assert_close(rf, fd - coef * G[:, None, None] ** 2 * score(x, t))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_alpha_sigma_consistent_with_sde(name):
+    # For a linear SDE: (log alpha)' = f/x and (sigma^2)' = 2 (f/x) sigma^2 + g^2 (variance ODE).
+    sde = get_sde(name)
+    t = torch.linspace(0.05, 0.95, 7, dtype=torch.float64).requires_grad_(True)
+    alpha, sigma = sde.alpha_sigma(t)
+    alpha = alpha + 0 * t  # VE's alpha = 1 is constant and has no graph
+    dla = torch.autograd.grad(torch.log(alpha).sum(), t, retain_graph=True)[0]
+    dvar = torch.autograd.grad((sigma ** 2).sum(), t)[0]
+    x = torch.ones(7, 1, dtype=torch.float64)
+    f, g = sde.sde(x, t.detach())
+    torch.testing.assert_close(dla, f[:, 0])
+    torch.testing.assert_close(dvar, 2 * f[:, 0] * sigma.detach() ** 2 + g ** 2)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_edm_sigma_round_trip(name):
+    sde = get_sde(name)
+    t = torch.linspace(1e-4, 1.0, 50, dtype=torch.float64)
+    torch.testing.assert_close(sde.t_from_edm_sigma(sde.edm_sigma(t)), t, rtol=1e-9, atol=1e-12)
+
+
+def test_registry_and_new_sde():
+    assert set(ALL) <= set(SDES.names())
+    assert isinstance(get_sde("VP"), VPSDE) and isinstance(get_sde("SubVP"), SubVPSDE)
+    with pytest.raises(ValueError, match="unknown SDE 'cld'.*subvp.*ve.*vp"):
+        get_sde("cld")
+    reg = Registry("thing")
+    reg.register("a")(1)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("A")(2)
+
+    @register_sde("vp_half_test")
+    class HalfVP(VPSDE):  # a new SDE is one subclass plus one registry line
+        name = "vp_half_test"
+
+    assert isinstance(get_sde("vp_half_test", beta_max=10.0), HalfVP)
+    assert issubclass(HalfVP, SDE)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(name="ve", sigma_min=0.0), "sigma_min"),
+    (dict(name="ve", sigma_min=1.0, sigma_max=0.5), "sigma_max must be > sigma_min"),
+    (dict(name="ve", sigma_max=float("nan")), "sigma_max must be finite"),
+    (dict(name="vp", beta_min=5.0, beta_max=1.0), "beta_max must be > beta_min"),
+    (dict(name="subvp", beta_max=float("inf")), "beta_max must be finite"),
+    (dict(name="vp", N=0), "N must be an integer >= 1"),
+    (dict(name="vp", N=2.5), "N must be an integer"),
+])
+def test_bad_hyperparameters(kwargs, match):
+    name = kwargs.pop("name")
+    with pytest.raises(ValueError, match=match):
+        get_sde(name, **kwargs)
+
+
+@pytest.mark.parametrize("t,match", [(1.5, r"t must lie in \[0, T=1.0\], got 1.5"), (-0.1, "got -0.1"),
+                                     (float("nan"), "finite")])
+def test_bad_time(t, match):
+    sde = get_sde("vp")
+    x = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match=match):
+        sde.sde(x, t)
+    with pytest.raises(ValueError, match=match):
+        sde.marginal_prob(x, torch.full((3,), t))
+
+
+def test_bad_time_shape():
+    with pytest.raises(ValueError, match=r"t must have shape \(3,\)"):
+        get_sde("ve").sde(torch.zeros(3, 2), torch.zeros(4))

@@ -1,0 +1,137 @@
+"""Exact mixtures against independent answers: scipy densities, autograd of log p_t, numerical
+integration, and moments of their own samples."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from sde_score import GaussianMixture, TARGETS, get_sde, get_target
+from sde_score.metrics import log_density_gap, mode_moments, mode_weight_tv, mode_weights, tv_floor
+
+
+def _scipy_logpdf(gm: GaussianMixture, x: np.ndarray) -> np.ndarray:
+    comps = [np.log(w) + stats.multivariate_normal(m, c).logpdf(x)
+             for w, m, c in zip(gm.weights.numpy(), gm.means.numpy(), gm.covs.numpy())]
+    return np.logaddexp.reduce(np.stack(comps), axis=0)
+
+
+@pytest.mark.parametrize("name", TARGETS.names())
+def test_log_prob_matches_scipy(name):
+    gm = get_target(name)
+    x = gm.sample(200, torch.Generator().manual_seed(0), dtype=torch.float64)
+    np.testing.assert_allclose(gm.log_prob(x).numpy(), _scipy_logpdf(gm, x.reshape(200, -1).numpy()),
+                               rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
+@pytest.mark.parametrize("t", [1e-5, 0.01, 0.5, 1.0])
+def test_perturbed_density_is_the_convolved_mixture(sde_name, t):
+    gm, sde = get_target("grid9"), get_sde(sde_name)
+    x = torch.randn(100, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 3
+    expect = _scipy_logpdf(gm.marginal(sde, t), x.numpy())
+    # two factorisations of the covariance: float64 round-off times Mahalanobis^2 (up to ~300)
+    np.testing.assert_allclose(gm.log_prob_t(x, t, sde).numpy(), expect, rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
+@pytest.mark.parametrize("name", ["ring8", "gmm16d"])
+def test_score_is_gradient_of_log_prob_t(sde_name, name):
+    gm, sde = get_target(name), get_sde(sde_name)
+    x = gm.sample(64, torch.Generator().manual_seed(2), dtype=torch.float64)
+    t = torch.linspace(1e-5, 1.0, 64, dtype=torch.float64)
+    x = (x + 0.3 * torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3)))
+    x.requires_grad_(True)
+    grad = torch.autograd.grad(gm.log_prob_t(x, t, sde).sum(), x)[0]
+    torch.testing.assert_close(gm.score(x.detach(), t, sde), grad, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(gm.score_fn(sde)(x.detach(), t), grad, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("sde_name,t", [("ve", 1e-5), ("ve", 0.2), ("vp", 1e-3), ("subvp", 0.5)])
+def test_perturbed_density_integrates_to_one(sde_name, t):
+    gm, sde = get_target("ring8"), get_sde(sde_name)
+    _, sigma = sde.alpha_sigma(torch.tensor([t], dtype=torch.float64))
+    half = 4 + 0.3 + 8 * math.sqrt(0.09 + float(sigma) ** 2)  # +- 8 std around every mode
+    n = 1201
+    g = torch.linspace(-half, half, n, dtype=torch.float64)
+    xx, yy = torch.meshgrid(g, g, indexing="ij")
+    p = gm.log_prob_t(torch.stack([xx.ravel(), yy.ravel()], 1), t, sde).exp().reshape(n, n)
+    # grid step <= 0.02 std of the narrowest mode: trapezoid error ~1e-6
+    assert abs(torch.trapezoid(torch.trapezoid(p, g), g).item() - 1) < 1e-4
+
+
+def test_stable_for_tiny_and_huge_noise():
+    gm, sde = get_target("gmm16d"), get_sde("ve", sigma_max=1e4)
+    x = gm.sample(8, torch.Generator().manual_seed(0), dtype=torch.float64) * 50
+    for t in (0.0, 1.0):  # sigma 0.01 with far-away points; sigma 1e4
+        lp, s = gm.log_prob_t(x, t, sde), gm.score(x, t, sde)
+        assert torch.isfinite(lp).all() and torch.isfinite(s).all()
+    # at huge noise p_t -> N(mixture mean, sigma^2 I); corrections are O(|Sigma|/sigma^2) ~ 1e-7
+    s = gm.score(x, 1.0, sde)
+    expect = -(x - gm.weights @ gm.means) / 1e8
+    assert (s - expect).abs().max() < 1e-6 * expect.abs().max()
+
+
+@pytest.mark.parametrize("name", ["grid9", "gmm16d"])
+def test_sampling_matches_weights_means_covariances(name):
+    gm = get_target(name)
+    n = 40000
+    x, labels = gm.sample(n, torch.Generator().manual_seed(5), dtype=torch.float64, return_labels=True)
+    counts = torch.bincount(labels, minlength=gm.num_components).double() / n
+    se_w = torch.sqrt(gm.weights * (1 - gm.weights) / n)
+    assert torch.all((counts - gm.weights).abs() < 4 * se_w)
+    xf = x.reshape(n, -1)
+    for k in range(gm.num_components):
+        xk = xf[labels == k]
+        nk = xk.shape[0]
+        sd = torch.sqrt(torch.diagonal(gm.covs[k]))
+        assert torch.all((xk.mean(0) - gm.means[k]).abs() < 4 * sd / math.sqrt(nk))
+        cov = torch.cov(xk.T)
+        # SE of a covariance entry: sqrt((S_ii S_jj + S_ij^2)/n)
+        se = torch.sqrt((torch.outer(sd ** 2, sd ** 2) + gm.covs[k] ** 2) / nk)
+        assert torch.all((cov - gm.covs[k]).abs() < 5 * se)
+
+
+def test_metrics_on_true_samples_are_at_the_floor():
+    gm = get_target("ring8")
+    n = 10000
+    x = gm.sample(n, torch.Generator().manual_seed(6))
+    assert mode_weight_tv(gm, x) < 3 * tv_floor(gm, n)
+    torch.testing.assert_close(mode_weights(gm, x).sum(), torch.tensor(1.0, dtype=torch.float64))
+    means, covs = mode_moments(gm, x)
+    assert (means - gm.means).abs().max() < 0.05 and (covs - gm.covs).abs().max() < 0.02
+    ref = gm.sample(n, torch.Generator().manual_seed(7))
+    assert abs(log_density_gap(gm, x, ref)) < 0.05
+    # a sampler that forgets the weights is far above the floor
+    uniform = GaussianMixture(torch.ones(8), gm.means, gm.covs).sample(n, torch.Generator().manual_seed(8))
+    assert mode_weight_tv(gm, uniform) > 10 * tv_floor(gm, n)
+
+
+def test_image_shaped_mixture():
+    g = torch.Generator().manual_seed(0)
+    gm = GaussianMixture([0.5, 0.5], torch.randn(2, 64, generator=g), torch.full((2, 64), 0.1),
+                         data_shape=(1, 8, 8))
+    x = gm.sample(5, g)
+    assert x.shape == (5, 1, 8, 8)
+    assert gm.score(x, 0.5, get_sde("vp")).shape == x.shape
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 1, 8, 8\)"):
+        gm.log_prob(x.reshape(5, 64))
+
+
+@pytest.mark.parametrize("args,match", [
+    (([1.0, -1.0], [[0.0], [1.0]], [[1.0], [1.0]]), "weights must be >= 0"),
+    (([1.0], [[0.0, 0.0]], [[[1.0, 0.0], [0.0, -1.0]]]), r"covs\[0\] is not positive definite"),
+    (([1.0], [[0.0, 0.0]], [[[1.0, 0.5], [0.0, 1.0]]]), "symmetric"),
+    (([1.0], [[float("nan"), 0.0]], [[1.0, 1.0]]), "means contains 1 non-finite"),
+    (([1.0, 1.0], [[0.0, 0.0]], [[1.0, 1.0]]), r"weights must have shape \(1,\)"),
+    (([1.0], [0.0, 0.0], [[1.0, 1.0]]), r"means must have shape \(K, D\)"),
+])
+def test_bad_mixtures(args, match):
+    with pytest.raises(ValueError, match=match):
+        GaussianMixture(*args)
+
+
+def test_unknown_target():
+    with pytest.raises(ValueError, match="unknown target 'moons'.*ring8"):
+        get_target("moons")
