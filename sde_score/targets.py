@@ -91,13 +91,17 @@ class GaussianMixture:
     # -- exact densities and scores --------------------------------------------------------------
     def _log_joint(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor):
         """log w_k + log N_k(x; alpha mu_k, alpha^2 Sigma_k + sigma^2 I) (B, K), plus the
-        eigen-coordinates y (B, K, D) of x - alpha mu_k and the variances var (B, K, D)."""
+        eigen-coordinates y (K, B, D) of x - alpha mu_k and the variances var (K, B or 1, D)."""
         w, mu, lam, U = self._params(x.device)
-        a = alpha.to(torch.float64)[:, None, None]
-        var = a ** 2 * lam[None] + sigma.to(torch.float64)[:, None, None] ** 2
-        y = torch.einsum("bkd,kde->bke", x[:, None, :] - a * mu[None], U)
+        alpha, sigma = alpha.to(torch.float64), sigma.to(torch.float64)
+        if bool((alpha == alpha[0]).all() and (sigma == sigma[0]).all()):
+            alpha, sigma = alpha[:1], sigma[:1]  # samplers share t: one (K, 1, D) variance, not B
+        # component-major layout (K, B, D): the rotations are K batched (B, D) @ (D, D) products
+        a = alpha[None, :, None]
+        var = a ** 2 * lam[:, None, :] + sigma[None, :, None] ** 2
+        y = torch.bmm(x[None] - a * mu[:, None, :], U)
         log_n = -0.5 * ((y ** 2 / var).sum(-1) + torch.log(var).sum(-1) + self.dim * math.log(2 * math.pi))
-        return torch.log(w)[None] + log_n, y, var
+        return (torch.log(w)[:, None] + log_n).T, y, var
 
     def _coeffs(self, x: torch.Tensor, t, sde: Optional[SDE]):
         if sde is None:
@@ -122,7 +126,7 @@ class GaussianMixture:
         log_joint, y, var = self._log_joint(self._flatten(x), alpha, sigma)
         r = torch.softmax(log_joint, dim=1)
         _, _, _, U = self._params(x.device)
-        s = -torch.einsum("bk,kde,bke->bd", r, U, y / var)
+        s = -(r.T[:, :, None] * torch.bmm(y / var, U.transpose(1, 2))).sum(0)
         return s.reshape(x.shape).to(x.dtype)
 
     def score_fn(self, sde: SDE) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
