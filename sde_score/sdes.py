@@ -275,6 +275,9 @@ class _LinearBetaSDE(SDE):
         if self.beta_max <= self.beta_min:
             raise ValueError(f"beta_max must be > beta_min, got beta_max={beta_max}, "
                              f"beta_min={beta_min}")
+        if self.beta_max >= self.N:
+            raise ValueError(f"the DDPM discretisation needs beta_max / N < 1 (beta_i <= beta_max / N), "
+                             f"got beta_max={beta_max}, N={self.N}; use N > {int(self.beta_max)}")
 
     @property
     def hparams(self) -> dict:

@@ -162,6 +162,7 @@ def test_registry_and_new_sde():
     (dict(name="subvp", beta_max=float("inf")), "beta_max must be finite"),
     (dict(name="vp", N=0), "N must be an integer >= 1"),
     (dict(name="vp", N=2.5), "N must be an integer"),
+    (dict(name="vp", N=20), r"beta_max / N < 1"),
 ])
 def test_bad_hyperparameters(kwargs, match):
     name = kwargs.pop("name")
