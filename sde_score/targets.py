@@ -147,6 +147,25 @@ class GaussianMixture:
         return GaussianMixture(self.weights, alpha * self.means, alpha ** 2 * self.covs + sigma ** 2 * eye,
                                self.data_shape)
 
+    def with_exact_prior(self, sde: SDE) -> SDE:
+        """A copy of ``sde`` whose prior is this mixture's exact p_T instead of N(0, s(T)^2 I):
+        it removes the prior mismatch from likelihoods and samplers, leaving only solver error."""
+        target, base = self, type(sde)
+        p_T = self.marginal(sde, sde.T)
+
+        class ExactPrior(base):
+            def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
+                return p_T.log_prob(z)
+
+            def prior_sampling(self, shape, generator=None, device=None, dtype=None):
+                return p_T.sample(shape[0], generator, dtype=dtype or torch.get_default_dtype()).to(device)
+
+            def with_N(self, N: int) -> SDE:
+                return target.with_exact_prior(base(**{**self.hparams, "N": N}))
+
+        ExactPrior.__name__ = f"ExactPrior{base.__name__}"
+        return ExactPrior(**sde.hparams)
+
     # -- sampling ------------------------------------------------------------------------------
     def sample(self, n: int, generator: Optional[torch.Generator] = None, *,
                dtype: torch.dtype = torch.float32, return_labels: bool = False):

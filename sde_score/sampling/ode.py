@@ -2,10 +2,10 @@
 
 One definition of the PF-ODE drift (``SDE.reverse(..., probability_flow=True)``) serves the ODE
 sampler, :func:`ode_encode` and the likelihood.  The ODE can be integrated in t (as the paper's
-code does) or in u = log(sigma(t)/alpha(t)), the log noise-to-signal ratio.  For every linear SDE
-du/dt = g(t)^2 / (2 sigma(t)^2), so dx/du = (f - g^2 s / 2) * 2 sigma^2 / g^2; near the data the
-t-parameterisation is stiff (sigma changes fast), while in u the velocity is O(sigma) and smooth,
-so adaptive solvers need far fewer steps.
+code does), in the EDM noise level sigma_e = sigma(t)/alpha(t), or in u = log sigma_e.  For every
+linear SDE du/dt = g(t)^2 / (2 sigma(t)^2), so dx/du = (f - g^2 s / 2) * 2 sigma^2 / g^2 and
+dx/dsigma_e = dx/du / sigma_e.  On the exact mixtures none of the three needs clearly fewer
+steps than t (experiments/bench_likelihood.py), so t stays the default.
 """
 from __future__ import annotations
 
@@ -19,29 +19,34 @@ from ..checks import check_choice, check_number
 from ..sdes import SDE, bcast
 from .common import ScoreFn, check_state, tweedie_denoise
 
-TIME_VARIABLES = ("log_sigma", "t")
+TIME_VARIABLES = ("t", "sigma", "log_sigma")
 TORCH_SOLVERS = ("dopri5", "bosh3", "adaptive_heun", "dopri8")
 SOLVERS = TORCH_SOLVERS + ("rk45",)
 
 
 class PFODE:
-    """dx/dv of the probability-flow ODE in the integration variable v ('t' or 'log_sigma')."""
+    """dx/dv of the probability-flow ODE in the integration variable v ('t', 'sigma', 'log_sigma')."""
 
-    def __init__(self, sde: SDE, score_fn: ScoreFn, time_variable: str = "log_sigma") -> None:
+    def __init__(self, sde: SDE, score_fn: ScoreFn, time_variable: str = "t") -> None:
         self.sde = sde
         self.rsde = sde.reverse(score_fn, probability_flow=True)
         self.time_variable = check_choice("time_variable", time_variable, TIME_VARIABLES)
         self.calls = 0
+        self._v_max = self.to_var(sde.T)
 
     def to_var(self, t: float) -> float:
         if self.time_variable == "t":
             return float(t)
-        return math.log(float(self.sde.edm_sigma(torch.tensor([float(t)], dtype=torch.float64))))
+        s = float(self.sde.edm_sigma(torch.tensor([float(t)], dtype=torch.float64)))
+        return s if self.time_variable == "sigma" else math.log(s)
 
     def to_t(self, v: torch.Tensor) -> torch.Tensor:
         if self.time_variable == "t":
             return v
-        return self.sde.t_from_edm_sigma(torch.exp(v.double())).to(v.dtype)
+        # solvers' first-step heuristics may probe past the span's end: read those as t = T
+        u = v.double().clamp(max=self._v_max)
+        s = u if self.time_variable == "sigma" else torch.exp(u)
+        return self.sde.t_from_edm_sigma(s).to(v.dtype)
 
     def __call__(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         # clamp: u -> t round-off can land a hair outside [0, T] at the ends of the span
@@ -52,8 +57,18 @@ class PFODE:
         if self.time_variable == "t":
             return drift
         _, g = self.sde._drift_diffusion(x, t)
-        _, sigma = self.sde.alpha_sigma(t)
-        return drift * bcast(2 * sigma ** 2 / g ** 2, x)
+        alpha, sigma = self.sde.alpha_sigma(t)
+        dt_du = 2 * sigma ** 2 / g ** 2
+        if self.time_variable == "sigma":  # du/dsigma_edm = 1 / sigma_edm
+            dt_du = dt_du * alpha / sigma
+        return drift * bcast(dt_du, x)
+
+
+def _per_sample_rms(err: torch.Tensor) -> torch.Tensor:
+    """Largest per-sample RMS of the scaled local error.  torchdiffeq's default RMS over the whole
+    batch lets single samples drift far past the tolerance (a batch of B independent ODEs is
+    controlled as one); this controls each sample as if it were solved alone."""
+    return err.reshape(err.shape[0], -1).pow(2).mean(1).sqrt().max() if err.dim() > 1 else err.pow(2).mean().sqrt()
 
 
 def integrate(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch.Tensor,
@@ -93,14 +108,14 @@ def integrate(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: to
 
     vs = torch.tensor([v0, v1], dtype=torch.float64 if y0.dtype == torch.float64 else torch.float32,
                       device=y0.device)
-    y = odeint(counted, y0, vs, method=solver, rtol=rtol, atol=atol)[-1]
+    y = odeint(counted, y0, vs, method=solver, rtol=rtol, atol=atol, options={"norm": _per_sample_rms})[-1]
     return y, calls[0]
 
 
 def ode_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: Optional[int] = None, eps: float,
                generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
                solver: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
-               time_variable: str = "log_sigma", denoise: bool = True,
+               time_variable: str = "t", denoise: bool = True,
                x_init: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Sample by integrating the PF-ODE from x_T ~ prior at T down to eps (adaptive; ``steps`` is
     unused), then, with ``denoise``, Tweedie's posterior mean at eps.  Returns (B, ...)."""
