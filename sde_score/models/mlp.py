@@ -36,6 +36,8 @@ class ScoreMLP(nn.Module):
                  emb_dim: int = 64, fourier_scale: float = 16.0, out_dim: int | None = None) -> None:
         super().__init__()
         self.data_shape = tuple(int(d) for d in data_shape)
+        self.init_args = dict(data_shape=list(self.data_shape), width=width, depth=depth, emb_dim=emb_dim,
+                              fourier_scale=fourier_scale, out_dim=out_dim)
         d = math.prod(self.data_shape)
         width, depth = check_int("width", width), check_int("depth", depth)
         self.embed = nn.Sequential(GaussianFourierEmbedding(emb_dim, fourier_scale), nn.Linear(emb_dim, emb_dim),

@@ -62,6 +62,8 @@ class UNet(nn.Module):
                  fourier_scale: float = 16.0, out_dim: int | None = None) -> None:
         super().__init__()
         self.data_shape = tuple(int(d) for d in data_shape)
+        self.init_args = dict(data_shape=list(self.data_shape), channels=list(channels), emb_dim=emb_dim,
+                              attention=attention, dropout=dropout, fourier_scale=fourier_scale, out_dim=out_dim)
         if len(self.data_shape) != 3 or self.data_shape[1] % 2 or self.data_shape[2] % 2:
             raise ValueError(f"UNet needs data_shape (C, H, W) with even H and W, got {self.data_shape}")
         c_in = self.data_shape[0]

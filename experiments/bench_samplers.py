@@ -1,0 +1,144 @@
+"""Benchmark every sampler on the exact mixtures: NFE, wall time, mode-weight TV, log-density gap;
+plus the per-call overhead of each sampler around a small MLP score network.
+
+    python experiments/bench_samplers.py                 # default: ~5 minutes on 2 CPU cores
+    python experiments/bench_samplers.py --quick         # a smoke run
+
+Prints two tables and writes JSON (and a quality-vs-NFE PNG) under --out.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Dict, List
+
+import torch
+
+import sde_score
+from sde_score.io import write_json
+from sde_score.metrics import log_density_gap, mode_weight_tv, tv_floor
+from sde_score.models import ScoreMLP
+
+# (label, method, steps, options): one row per sampler configuration
+CONFIGS: List[tuple] = [
+    ("pc rd+langevin", "pc", 1000, dict(predictor="reverse_diffusion", corrector="langevin")),
+    ("pc rd+langevin", "pc", 100, dict(predictor="reverse_diffusion", corrector="langevin")),
+    ("pc euler_maruyama", "pc", 1000, dict(predictor="euler_maruyama", corrector="none")),
+    ("pc euler_maruyama", "pc", 100, dict(predictor="euler_maruyama", corrector="none")),
+    ("pc ancestral", "pc", 1000, dict(predictor="ancestral", corrector="none")),
+    ("sde torchsde euler", "sde", 1000, dict(solver="euler")),
+    ("sde torchsde adaptive", "sde", 50, dict(adaptive=True, rtol=1e-2, atol=1e-2)),
+    ("ode dopri5", "ode", None, dict(solver="dopri5")),
+    ("ode rk45 (paper)", "ode", None, dict(solver="rk45")),
+]
+
+
+def run_quality(targets, sdes, n: int, seed: int, configs, progress: bool) -> List[Dict]:
+    rows = []
+    for tname in targets:
+        target = sde_score.get_target(tname)
+        reference = target.sample(n, torch.Generator().manual_seed(seed + 1))
+        for sname in sdes:
+            sde = sde_score.get_sde(sname)
+            for label, method, steps, opts in configs:
+                x, info = sde_score.sample(target.score_fn(sde), sde, method, shape=(n,) + target.data_shape,
+                                           steps=steps, generator=torch.Generator().manual_seed(seed),
+                                           progress=progress, return_info=True, **opts)
+                rows.append(dict(target=tname, sde=sname, sampler=label, steps=steps, nfe=info.nfe,
+                                 seconds=round(info.wall_time, 3), tv=mode_weight_tv(target, x),
+                                 tv_floor=tv_floor(target, n), logp_gap=log_density_gap(target, x, reference)))
+                print("{target:7s} {sde:5s} {sampler:24s} steps={steps!s:5s} nfe={nfe:5d} "
+                      "{seconds:7.2f}s tv={tv:.4f} gap={logp_gap:+.4f}".format(**rows[-1]), flush=True)
+    return rows
+
+
+def run_overhead(batch: int, seed: int, steps: int, reps: int) -> List[Dict]:
+    """wall / (NFE x one score call) for a small MLP: the share of time spent outside the network."""
+    torch.manual_seed(seed)
+    net = ScoreMLP((2,), width=256, depth=3).eval()
+    x = torch.randn(batch, 2)
+    t = torch.rand(batch)
+    with torch.no_grad():
+        for _ in range(10):
+            net(x, t)
+        call = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for _ in range(20):
+                net(x, t)
+            call.append((time.perf_counter() - t0) / 20)
+    t_call = statistics.median(call)
+    rows = []
+    for label, method, opts in [("pc rd+langevin", "pc", dict()),
+                                ("pc euler_maruyama", "pc", dict(predictor="euler_maruyama", corrector="none")),
+                                ("pc ancestral", "pc", dict(predictor="ancestral", corrector="none")),
+                                ("sde torchsde euler", "sde", dict()),
+                                ("ode dopri5", "ode", dict(solver="dopri5", rtol=1e-3, atol=1e-3)),
+                                ("ode rk45 (paper)", "ode", dict(solver="rk45", rtol=1e-3, atol=1e-3))]:
+        ratios = []
+        for _ in range(reps):
+            _, info = sde_score.sample(net, "vp", method, shape=(batch, 2), steps=steps, progress=False,
+                                       generator=torch.Generator().manual_seed(seed), return_info=True, **opts)
+            ratios.append(info.wall_time / (info.nfe * t_call))
+        rows.append(dict(sampler=label, nfe=info.nfe, score_call_ms=round(1e3 * t_call, 3),
+                         overhead_ratio=round(statistics.median(ratios), 3)))
+        print("{sampler:24s} nfe={nfe:5d} call={score_call_ms:.3f}ms wall/(nfe*call)={overhead_ratio:.3f}"
+              .format(**rows[-1]), flush=True)
+    return rows
+
+
+def plot(rows: List[Dict], path: str) -> None:
+    from sde_score.plotting import _pyplot
+
+    plt = _pyplot()
+    keys = sorted({(r["target"], r["sde"]) for r in rows})
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        sel = [r for r in rows if (r["target"], r["sde"]) == key]
+        for r in sel:
+            ax.scatter(r["nfe"], r["tv"], label=f'{r["sampler"]} ({r["steps"] or "adaptive"})')
+        ax.axhline(sel[0]["tv_floor"], ls="--", c="gray", lw=1, label="statistical floor")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("NFE")
+        ax.set_ylabel("mode-weight TV")
+        ax.set_title(f"{key[0]}, {key[1]}")
+    axes[0][-1].legend(fontsize=6, loc="upper right")
+    fig.tight_layout()
+    from sde_score.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--targets", default="ring8,gmm16d")
+    p.add_argument("--sdes", default="ve,vp")
+    p.add_argument("--num-samples", type=int, default=5000)
+    p.add_argument("--batch", type=int, default=4096, help="batch of the overhead measurement")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="experiments/results")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    n, configs, steps, reps = args.num_samples, CONFIGS, 200, 3
+    if args.quick:
+        n, steps, reps = 200, 30, 1
+        configs = [(lab, m, (s if s is None else min(s, 30)), o) for lab, m, s, o in CONFIGS]
+    print(f"== quality on exact mixtures, {n} samples, seed {args.seed}")
+    quality = run_quality(args.targets.split(","), args.sdes.split(","), n, args.seed, configs, args.progress)
+    print(f"== overhead, ScoreMLP at batch {args.batch if not args.quick else 256}")
+    overhead = run_overhead(256 if args.quick else args.batch, args.seed, steps, reps)
+    result = dict(quality=quality, overhead=overhead, num_samples=n, seed=args.seed,
+                  torch=torch.__version__, threads=torch.get_num_threads())
+    write_json(f"{args.out}/bench_samplers.json", result)
+    plot(quality, f"{args.out}/bench_samplers.png")
+    return result
+
+
+if __name__ == "__main__":
+    main()
