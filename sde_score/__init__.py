@@ -7,12 +7,13 @@ torchdiffeq, scipy).
 from .registry import Registry
 from .sdes import SDE, SDES, ReverseSDE, SubVPSDE, VESDE, VPSDE, get_sde, register_sde
 from .targets import TARGETS, GaussianMixture, get_target, register_target
-from .sampling import (CORRECTORS, METHODS, PREDICTORS, SampleInfo, ode_encode, register_corrector,
+from .sampling import (CORRECTORS, METHODS, PREDICTORS, SampleInfo, impute, ode_encode, register_corrector,
                        register_method, register_predictor, sample)
+from .likelihood import LikelihoodResult, log_likelihood
 
 __version__ = "0.1.0"
 
 __all__ = ["Registry", "SDE", "SDES", "ReverseSDE", "SubVPSDE", "VESDE", "VPSDE", "get_sde",
            "register_sde", "TARGETS", "GaussianMixture", "get_target", "register_target", "CORRECTORS",
            "METHODS", "PREDICTORS", "SampleInfo", "ode_encode", "register_corrector", "register_method",
-           "register_predictor", "sample", "__version__"]
+           "register_predictor", "sample", "impute", "log_likelihood", "LikelihoodResult", "__version__"]

@@ -147,6 +147,29 @@ class GaussianMixture:
         return GaussianMixture(self.weights, alpha * self.means, alpha ** 2 * self.covs + sigma ** 2 * eye,
                                self.data_shape)
 
+    def conditional(self, known: torch.Tensor, x_known: torch.Tensor) -> "GaussianMixture":
+        """The exact conditional p(x_u | x_k = x_known) of the unknown coordinates: again a mixture,
+        with weights w_k N(x_known; mu_k,k, S_k,kk) (normalised), means mu_k,u + S_k,uk S_k,kk^-1
+        (x_known - mu_k,k) and covariances S_k,uu - S_k,uk S_k,kk^-1 S_k,ku.
+
+        known: bool mask of data_shape (True = observed); x_known: one point of data_shape."""
+        m = torch.as_tensor(known, dtype=torch.bool).reshape(-1)
+        if m.numel() != self.dim or not bool(m.any()) or bool(m.all()):
+            raise ValueError(f"known must be a bool mask of data_shape {self.data_shape} with some known "
+                             f"and some unknown entries")
+        xk = torch.as_tensor(x_known, dtype=torch.float64).reshape(-1)[m]
+        u = ~m
+        S = self.covs
+        S_kk, S_uk, S_uu = S[:, m][:, :, m], S[:, u][:, :, m], S[:, u][:, :, u]
+        gain = torch.linalg.solve(S_kk, S_uk.transpose(1, 2)).transpose(1, 2)  # S_uk S_kk^-1
+        diff = xk[None] - self.means[:, m]
+        means = self.means[:, u] + torch.einsum("kij,kj->ki", gain, diff)
+        covs = S_uu - gain @ S_uk.transpose(1, 2)
+        covs = 0.5 * (covs + covs.transpose(1, 2))
+        log_w = torch.log(self.weights) + torch.distributions.MultivariateNormal(
+            self.means[:, m], covariance_matrix=S_kk).log_prob(xk[None])
+        return GaussianMixture(torch.softmax(log_w, 0), means, covs)
+
     def with_exact_prior(self, sde: SDE) -> SDE:
         """A copy of ``sde`` whose prior is this mixture's exact p_T instead of N(0, s(T)^2 I):
         it removes the prior mismatch from likelihoods and samplers, leaving only solver error."""
@@ -216,3 +239,20 @@ def gmm16d() -> GaussianMixture:
     lam = 0.1 + 0.9 * torch.rand(K, D, generator=g, dtype=torch.float64)
     covs = q @ torch.diag_embed(lam) @ q.transpose(-1, -2)
     return GaussianMixture([0.1, 0.2, 0.3, 0.4], means, 0.5 * (covs + covs.transpose(-1, -2)))
+
+
+@register_target("bimodal16d")
+def bimodal16d() -> GaussianMixture:
+    """3 full-covariance modes in 16-D whose first 8 coordinates cannot tell modes 0 and 1 apart
+    (same means there, different covariances): given the first half, the second half is bimodal.
+    The imputation test bed; weights 0.3/0.5/0.2."""
+    g = torch.Generator().manual_seed(8)
+    D = 16
+    means = torch.zeros(3, D, dtype=torch.float64)
+    means[0, 8:], means[1, 8:] = 2.5, -2.5
+    means[2, :8] = 4.0
+    q, _ = torch.linalg.qr(torch.randn(3, D, D, generator=g, dtype=torch.float64))
+    lam = 0.2 + 0.8 * torch.rand(3, D, generator=g, dtype=torch.float64)
+    lam[1] *= 1.6  # mode 1 is wider: the observed half carries information about the mode
+    covs = q @ torch.diag_embed(lam) @ q.transpose(-1, -2)
+    return GaussianMixture([0.3, 0.5, 0.2], means, 0.5 * (covs + covs.transpose(-1, -2)))

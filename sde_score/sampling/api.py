@@ -12,6 +12,7 @@ from ..checks import check_int, check_number
 from ..registry import Registry
 from ..sdes import SDE, get_sde
 from .common import CountingScore, SampleInfo, ScoreFn
+from .fast import adaptive_sde_sample, dpm_solver_sample, heun_sample
 from .langevin import annealed_langevin_sample, langevin_sample
 from .ode import PFODE, integrate, ode_sample
 from .pc import pc_sample
@@ -22,15 +23,16 @@ from .sde_solve import sde_sample
 class MethodSpec:
     fn: Callable[..., torch.Tensor]
     default_eps: Optional[float] = None  # None: the SDE's default_eps
+    default_steps: Optional[int] = None  # None: the SDE's N
 
 
 METHODS: Registry[MethodSpec] = Registry("sampling method")
 
 
-def register_method(name: str, default_eps: Optional[float] = None):
+def register_method(name: str, default_eps: Optional[float] = None, default_steps: Optional[int] = None):
     """Register ``fn(score_fn, sde, shape, *, steps, eps, generator, device, progress, **options)``."""
     def decorator(fn):
-        METHODS.register(name)(MethodSpec(fn, default_eps))
+        METHODS.register(name)(MethodSpec(fn, default_eps, default_steps))
         return fn
     return decorator
 
@@ -40,6 +42,9 @@ register_method("annealed_langevin", default_eps=0.0)(annealed_langevin_sample)
 register_method("langevin")(langevin_sample)
 register_method("sde")(sde_sample)
 register_method("ode")(ode_sample)
+register_method("heun", default_steps=10)(heun_sample)
+register_method("dpm_solver", default_steps=20)(dpm_solver_sample)
+register_method("sde_adaptive", default_steps=100)(adaptive_sde_sample)
 
 _COMMON = {"score_fn", "sde", "shape", "steps", "eps", "generator", "device", "progress"}
 
@@ -86,7 +91,7 @@ def _resolve_shape(shape, num_samples, data_shape) -> tuple:
 
 
 def _check_options(name: str, fn: Callable, options: dict) -> None:
-    accepted = [p for p in inspect.signature(fn).parameters if p not in _COMMON and p != "x_init"]
+    accepted = [p for p in inspect.signature(fn).parameters if p not in _COMMON and p not in ("x_init", "after_step")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for method {name!r}; "
@@ -103,9 +108,11 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
     Args:
         model: ScoreModule, nn.Module or callable ``score(x, t)`` (x (B, ...), t (B,)).
         sde: SDE name or instance; defaults to the model's SDE (else "ve").
-        method: "pc", "annealed_langevin", "langevin", "sde", "ode", ...
+        method: "pc", "annealed_langevin", "langevin", "sde", "ode", "heun", "dpm_solver",
+            "sde_adaptive", ...
         shape: full batch shape (B, ...); or ``num_samples`` with the model's data shape.
-        steps: discretisation steps (default ``sde.N``); eps: final time (default per method/SDE).
+        steps: discretisation steps or noise levels (default ``sde.N``; fast methods: their own);
+            eps: final time (default per method/SDE).
         generator: torch.Generator for every random draw (same seed -> identical samples).
         return_info: also return a :class:`SampleInfo` (NFE, wall time).
         method_options: the method's own options, e.g. predictor=..., corrector=..., snr=...
@@ -115,7 +122,9 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
     spec = METHODS.get(method)
     score_fn, sde, data_shape, model_device = resolve_model(model, sde)
     shape = _resolve_shape(shape, num_samples, data_shape)
-    steps = sde.N if steps is None else check_int("steps", steps)
+    if steps is None:
+        steps = sde.N if spec.default_steps is None else spec.default_steps
+    steps = check_int("steps", steps)
     if eps is None:
         eps = sde.default_eps if spec.default_eps is None else spec.default_eps
     eps = check_number("eps", eps, nonneg=True)
