@@ -1,7 +1,7 @@
 """Benchmark every sampler on the exact mixtures: NFE, wall time, mode-weight TV, log-density gap;
 plus the per-call overhead of each sampler around a small MLP score network.
 
-    python experiments/bench_samplers.py                 # default: ~5 minutes on 2 CPU cores
+    python experiments/bench_samplers.py                 # default: ~10 minutes on 2 CPU cores
     python experiments/bench_samplers.py --quick         # a smoke run
 
 Prints two tables and writes JSON (and a quality-vs-NFE PNG) under --out.
@@ -31,6 +31,13 @@ CONFIGS: List[tuple] = [
     ("sde torchsde adaptive", "sde", 50, dict(adaptive=True, rtol=1e-2, atol=1e-2)),
     ("ode dopri5", "ode", None, dict(solver="dopri5")),
     ("ode rk45 (paper)", "ode", None, dict(solver="rk45")),
+    ("heun (EDM)", "heun", 10, {}),
+    ("heun (EDM)", "heun", 18, {}),
+    ("dpm_solver++ 2M", "dpm_solver", 10, {}),
+    ("dpm_solver++ 2M", "dpm_solver", 20, {}),
+    ("dpm_solver++ 3M", "dpm_solver", 20, dict(order=3)),
+    ("dpm_solver-2 (single)", "dpm_solver", 11, dict(multistep=False)),
+    ("sde_adaptive", "sde_adaptive", 100, dict(rtol=1e-2)),
 ]
 
 
@@ -75,16 +82,46 @@ def run_overhead(batch: int, seed: int, steps: int, reps: int) -> List[Dict]:
                                 ("pc ancestral", "pc", dict(predictor="ancestral", corrector="none")),
                                 ("sde torchsde euler", "sde", dict()),
                                 ("ode dopri5", "ode", dict(solver="dopri5", rtol=1e-3, atol=1e-3)),
+                                ("heun", "heun", dict()),
+                                ("dpm_solver", "dpm_solver", dict()),
                                 ("ode rk45 (paper)", "ode", dict(solver="rk45", rtol=1e-3, atol=1e-3))]:
         ratios = []
+        n_steps = steps if method in ("pc", "sde") else None
         for _ in range(reps):
-            _, info = sde_score.sample(net, "vp", method, shape=(batch, 2), steps=steps, progress=False,
+            _, info = sde_score.sample(net, "vp", method, shape=(batch, 2), steps=n_steps, progress=False,
                                        generator=torch.Generator().manual_seed(seed), return_info=True, **opts)
             ratios.append(info.wall_time / (info.nfe * t_call))
         rows.append(dict(sampler=label, nfe=info.nfe, score_call_ms=round(1e3 * t_call, 3),
                          overhead_ratio=round(statistics.median(ratios), 3)))
         print("{sampler:24s} nfe={nfe:5d} call={score_call_ms:.3f}ms wall/(nfe*call)={overhead_ratio:.3f}"
               .format(**rows[-1]), flush=True)
+    return rows
+
+
+def run_impute(n: int, particles: int, steps: int, seed: int) -> List[Dict]:
+    """Imputation of half of bimodal16d: mode-weight TV of the imputed half against the exact
+    conditional, for the replacement baseline and SMC."""
+    target, sde = sde_score.get_target("bimodal16d"), sde_score.get_sde("vp")
+    known = torch.arange(16) < 8
+    x0 = target.sample(50, torch.Generator().manual_seed(3))
+    cond, xk = None, None
+    for j in range(50):
+        cond = target.conditional(known, x0[j])
+        if sorted(cond.weights.tolist())[-2] > 0.1:
+            xk = x0[j].expand(n, 16).clone()
+            break
+    rows = []
+    for label, method, opts in [("replacement (paper)", "replacement", {}),
+                                (f"smc K={particles}", "smc", dict(num_particles=particles))]:
+        out, info = sde_score.impute(target.score_fn(sde), xk, known, sde, method=method, steps=steps,
+                                     generator=torch.Generator().manual_seed(seed), progress=False,
+                                     return_info=True, **opts)
+        w = cond.responsibilities(out[:, 8:]).mean(0)
+        rows.append(dict(method=label, exact_weights=[round(v, 4) for v in cond.weights.tolist()],
+                         weights=[round(v, 4) for v in w.tolist()], tv=0.5 * float((w - cond.weights).abs().sum()),
+                         tv_floor=tv_floor(cond, n), nfe=info.nfe, seconds=round(info.wall_time, 2)))
+        print("{method:22s} tv={tv:.4f} (floor {tv_floor:.4f}) weights={weights} exact={exact_weights} "
+              "nfe={nfe} {seconds}s".format(**rows[-1]), flush=True)
     return rows
 
 
@@ -128,12 +165,16 @@ def main(argv=None) -> dict:
     n, configs, steps, reps = args.num_samples, CONFIGS, 200, 3
     if args.quick:
         n, steps, reps = 200, 30, 1
-        configs = [(lab, m, (s if s is None else min(s, 30)), o) for lab, m, s, o in CONFIGS]
+        configs = [(lab, m, (s if s is None else min(s, 30)), o) for lab, m, s, o in CONFIGS
+                   if m != "sde_adaptive"]
     print(f"== quality on exact mixtures, {n} samples, seed {args.seed}")
     quality = run_quality(args.targets.split(","), args.sdes.split(","), n, args.seed, configs, args.progress)
     print(f"== overhead, ScoreMLP at batch {args.batch if not args.quick else 256}")
     overhead = run_overhead(256 if args.quick else args.batch, args.seed, steps, reps)
-    result = dict(quality=quality, overhead=overhead, num_samples=n, seed=args.seed,
+    print("== imputation of half of bimodal16d (VP, exact score)")
+    impute_rows = run_impute(100 if args.quick else 1000, 4 if args.quick else 32, 30 if args.quick else 500,
+                             args.seed)
+    result = dict(quality=quality, overhead=overhead, impute=impute_rows, num_samples=n, seed=args.seed,
                   torch=torch.__version__, threads=torch.get_num_threads())
     write_json(f"{args.out}/bench_samplers.json", result)
     plot(quality, f"{args.out}/bench_samplers.png")
