@@ -12,7 +12,6 @@ Writes langevin_failure.png (samples and score-error fields) and langevin_failur
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch

@@ -22,6 +22,7 @@ import sde_score
 from sde_score.data import DigitsDataModule, Toy2DDataModule
 from sde_score.io import atomic_path, write_json
 from sde_score.likelihood import log_likelihood
+from sde_score.module import ScoreModule
 from sde_score.transforms import IDENTITY
 
 
@@ -55,7 +56,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     if args.ckpt:
-        model = sde_score.module.ScoreModule.load(args.ckpt).double()
+        model = ScoreModule.load(args.ckpt).double()
         sde = model.sde
         data_name = args.data or "digits"
         label = Path(args.ckpt).stem

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import sde_score
 from sde_score.cli import main as cli_main
 from sde_score.data import Toy2DDataModule
 from sde_score.io import write_json

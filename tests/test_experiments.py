@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve",
+SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve", "digits_inpaint",
            "likelihood_accuracy", "digits_bpd"]
 
 
@@ -66,3 +66,7 @@ def test_digits_bpd_tiny(tmp_path):
     models = [row["model"] for row in r["rows"]]
     assert models == ["gaussian_full_cov", "gaussian_per_pixel", "vp"]
     assert (tmp_path / "vp_samples.png").exists()
+    path = _load("digits_inpaint").main(["--ckpt", str(tmp_path / "vp" / "checkpoints" / "last.ckpt"),
+                                         "--num-images", "2", "--steps", "25", "--num-particles", "2",
+                                         "--out", str(tmp_path), "--no-progress"])
+    assert path.exists()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional, Tuple
 
-import numpy as np
 import torch
 
 from ..checks import check_choice, check_number
