@@ -1,7 +1,7 @@
 """Digits bits/dim: VE, VP, sub-VP and VP with likelihood weighting + importance sampling, trained on
 scikit-learn's 8x8 digits, against a full-covariance and a per-pixel independent Gaussian.
 
-    python experiments/digits_bpd.py                       # default: 4 short trainings, ~10 min
+    python experiments/digits_bpd.py                       # default: 4 short trainings (300 steps)
     python experiments/digits_bpd.py --max-steps 5000      # longer training (digits.yaml's setting)
 
 Each variant is trained with the CLI on experiments/configs/digits.yaml (overriding the SDE / loss
@@ -55,8 +55,8 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="experiments/configs/digits.yaml")
     p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--max-steps", type=int, default=700)
-    p.add_argument("--num-test", type=int, default=200)
+    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--num-test", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="experiments/results/digits_bpd")
     p.add_argument("--no-progress", action="store_true")
