@@ -25,13 +25,10 @@ def check_number(name: str, value: Any, *, positive: bool = False, nonneg: bool 
 
 def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
     """Return ``value`` as an int >= ``minimum`` or raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
-        isinstance(value, float) and value.is_integer()
-    ):
+    integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not integral or int(value) < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     v = int(value)
-    if v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return v
 
 
