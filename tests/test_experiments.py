@@ -70,3 +70,6 @@ def test_digits_bpd_tiny(tmp_path):
                                          "--num-images", "2", "--steps", "25", "--num-particles", "2",
                                          "--out", str(tmp_path), "--no-progress"])
     assert path.exists()
+    r = _load("bench_likelihood").main(["--ckpt", str(tmp_path / "vp" / "checkpoints" / "last.ckpt"), "--quick",
+                                        "--out", str(tmp_path)])
+    assert len(r["rows"]) == 2 and (tmp_path / "bench_likelihood_digits.json").exists()

@@ -18,7 +18,7 @@ The last step of every sampler jumps to sigma_e = 0 with D itself: the exact pos
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -114,50 +114,123 @@ def _exp_integrator_step(x: torch.Tensor, h: float, derivs: List[torch.Tensor]) 
     return out
 
 
-def _taylor_from_history(lams: List[float], Ds: List[torch.Tensor], order: int) -> List[torch.Tensor]:
-    """D, dD/dlam, d2D/dlam2 at the newest node from the last ``order`` values (Newton divided
-    differences on the non-uniform lambda grid)."""
-    k = min(order, len(Ds))
-    if k == 1:
-        return [Ds[-1]]
-    d1 = (Ds[-1] - Ds[-2]) / (lams[-1] - lams[-2])
-    if k == 2:
-        return [Ds[-1], d1]
-    d0 = (Ds[-2] - Ds[-3]) / (lams[-2] - lams[-3])
-    second = 2 * (d1 - d0) / (lams[-1] - lams[-3])
-    return [Ds[-1], d1 + 0.5 * (lams[-1] - lams[-2]) * second, second]
+def _taylor_at(lams: List[float], Ds: List[torch.Tensor]) -> List[torch.Tensor]:
+    """D, dD/dlam, d2D/dlam2 at lams[0] of the polynomial through up to three (lam, D) nodes
+    (Newton divided differences on a non-uniform grid; nodes in any order after the first)."""
+    if len(Ds) == 1:
+        return [Ds[0]]
+    d01 = (Ds[1] - Ds[0]) / (lams[1] - lams[0])
+    if len(Ds) == 2:
+        return [Ds[0], d01]
+    d12 = (Ds[2] - Ds[1]) / (lams[2] - lams[1])
+    d012 = (d12 - d01) / (lams[2] - lams[0])
+    return [Ds[0], d01 + d012 * (lams[0] - lams[1]), 2 * d012]
 
 
 def dpm_solver_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
                       generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
-                      order: int = 2, multistep: bool = True, schedule: str = "log_snr", rho: float = 7.0
-                      ) -> torch.Tensor:
+                      order: int = 2, multistep: bool = True, schedule: str = "log_snr", rho: float = 7.0,
+                      corrector: Optional[bool] = None) -> torch.Tensor:
     """DPM-Solver++ (data prediction) in lambda = -log sigma_e with ``steps`` noise levels.
 
     multistep: orders 1-3 reuse earlier denoiser values (2M = DPM-Solver++(2M)); NFE = steps.
     single-step (``multistep=False``, order 2): DPM-Solver-2 with a midpoint in lambda;
-    NFE = 2 (steps - 1) + 1.  The final jump to sigma_e = 0 is the exact denoising step."""
+    NFE = 2 (steps - 1) + 1.  The final jump to sigma_e = 0 is the exact denoising step.
+    corrector (multistep only; on by default, ``False`` gives plain DPM-Solver++): once D is known
+    at the new level (it is needed for the next step anyway), redo the last step with D's
+    polynomial through that new node as well: one order higher at no extra NFE (the UniC idea of
+    UniPC, Zhao et al. 2023).  On the exact mixtures at 20 NFE it cuts 2M's covariance error from
+    4-5 to about 2 standard errors (experiments/bench_samplers.py)."""
     order = check_int("order", order, minimum=1)
     if order > 3 or (not multistep and order != 2):
         raise ValueError(f"order must be 1, 2 or 3 (multistep) or 2 (single-step), got {order}")
+    corrector = multistep if corrector is None else bool(corrector)
+    if corrector and not multistep:
+        raise ValueError("corrector=True needs multistep=True (the corrector reuses the next step's D)")
     sigmas = sigma_schedule(sde, steps, eps, schedule, rho)
     lams = [-math.log(s) for s in sigmas]
     D = _Denoiser(sde, score_fn)
     x = _prior_scaled(sde, shape, generator, device)
     hist_l: List[float] = []
     hist_D: List[torch.Tensor] = []
+    x_start = x
     for i in progress_bar(range(steps - 1), progress, "dpm_solver"):
         h = lams[i + 1] - lams[i]
         d_cur = D(x, sigmas[i])
+        if corrector and hist_D:  # nodes: the last step's start, its end (new), the one before
+            nodes, values = [hist_l[-1], lams[i]] + hist_l[-2:-1], [hist_D[-1], d_cur] + hist_D[-2:-1]
+            x = _exp_integrator_step(x_start, lams[i] - hist_l[-1], _taylor_at(nodes, values)[:order + 1])
         if multistep:
             hist_l, hist_D = (hist_l + [lams[i]])[-3:], (hist_D + [d_cur])[-3:]
-            x = _exp_integrator_step(x, h, _taylor_from_history(hist_l, hist_D, order))
+            k = min(order, len(hist_D))
+            x_start = x
+            x = _exp_integrator_step(x, h, _taylor_at(hist_l[::-1][:k], hist_D[::-1][:k]))
         else:
             s_mid = math.exp(-(lams[i] + 0.5 * h))
             u = _exp_integrator_step(x, 0.5 * h, [d_cur])
             x = _exp_integrator_step(x, h, [D(u, s_mid)])
         check_state(x, i, D.t(sigmas[i + 1], x)[0])
     return D(x, sigmas[-1])
+
+
+class _BrownianPath:
+    """Per-sample Brownian increments ahead of each sample's time, revealed lazily by Levy's bridge
+    construction.  A rejected step keeps the noise it drew: the retry with a smaller step draws its
+    increment from the Brownian bridge to the known value.  Redrawing fresh noise after a rejection
+    (as the paper's Algorithm 1 does) favours small increments, since large ones are the rejected
+    ones, and biases the samples: ring8 mode-weight TV 0.06-0.07 at rtol 1e-2, worse with tighter
+    tolerances (more rejections)."""
+
+    def __init__(self, like: torch.Tensor, generator: Optional[torch.Generator], tol: float) -> None:
+        self.d = like.new_zeros(like.shape[0], 1)  # segment durations, earliest first; 0 = empty slot
+        self.w = like.new_zeros(like.shape[0], 1, like[0].numel())  # their increments
+        self.generator, self.tol = generator, tol
+
+    def _noise(self, rows: int) -> torch.Tensor:
+        w = self.w
+        return torch.randn((rows, w.shape[2]), generator=self.generator, device=w.device, dtype=w.dtype)
+
+    def _shift(self, offset: torch.Tensor, start: torch.Tensor) -> None:
+        """Move the segments at index >= start[b] by offset[b] columns (+1: open a slot; -m: drop m)."""
+        cols = torch.arange(self.d.shape[1] + 1, device=self.d.device)[None]
+        src = torch.where(cols >= start[:, None] + offset.clamp(min=0)[:, None], cols - offset[:, None], cols)
+        valid = (src >= 0) & (src < self.d.shape[1])
+        src = src.clamp(0, self.d.shape[1] - 1)
+        self.d = self.d.gather(1, src) * valid
+        self.w = self.w.gather(1, src[..., None].expand(-1, -1, self.w.shape[2])) * valid[..., None]
+
+    def increment(self, h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """W over [0, h] for each row (B, n), and how many known segments that interval covers (B,)."""
+        count = (self.d > 0).sum(1)
+        if int(count.max()) >= self.d.shape[1]:
+            self._shift(torch.zeros_like(count), torch.full_like(count, self.d.shape[1]))
+        extra = h - self.d.sum(1)
+        rows = torch.nonzero(extra > self.tol).flatten()
+        if rows.numel():  # beyond the known path: a fresh segment
+            self.d[rows, count[rows]] = extra[rows]
+            self.w[rows, count[rows]] = extra[rows, None].sqrt() * self._noise(rows.numel())
+        cum = self.d.cumsum(1)
+        inside = (self.d > 0) & (cum - self.d < h[:, None] - self.tol) & (cum > h[:, None] + self.tol)
+        split = inside.any(1)
+        if bool(split.any()):  # h ends inside a known segment: bridge it at h
+            j = inside.float().argmax(1)
+            self._shift(split.long(), j + 1)
+            rows = torch.nonzero(split).flatten()
+            jr = j[rows]
+            d, w = self.d[rows, jr], self.w[rows, jr]
+            a = h[rows] - (cum[rows, jr] - d)
+            wa = (a / d)[:, None] * w + (a * (d - a) / d).sqrt()[:, None] * self._noise(rows.numel())
+            self.d[rows, jr], self.w[rows, jr] = a, wa
+            self.d[rows, jr + 1], self.w[rows, jr + 1] = d - a, w - wa
+        covered = (self.d > 0) & (self.d.cumsum(1) <= h[:, None] + self.tol)
+        return (self.w * covered[..., None]).sum(1), covered.sum(1)
+
+    def advance(self, accept: torch.Tensor, used: torch.Tensor) -> None:
+        """Accepted rows move past the segments their step used."""
+        m = torch.where(accept, used, torch.zeros_like(used))
+        self._shift(-m, torch.zeros_like(m))
+        keep = max(1, int((self.d > 0).sum(1).max()))
+        self.d, self.w = self.d[:, :keep], self.w[:, :keep]
 
 
 def adaptive_sde_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
@@ -167,7 +240,8 @@ def adaptive_sde_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: 
     """Adaptive reverse-SDE solver of Jolicoeur-Martineau et al. 2021 ("Gotta Go Fast", Alg. 1).
 
     Each sample keeps its own step h (initial (T - eps) / steps): an Euler-Maruyama proposal x'
-    and an improved-Euler one x'' share the Brownian increment; the scaled error
+    and an improved-Euler one x'' share the Brownian increment (drawn from one Brownian path per
+    sample, so a retried step reuses the rejected step's noise; see ``_BrownianPath``); the scaled error
     E = ||(x' - x'') / max(atol, rtol max(|x'|, |x_prev|))||_2 / sqrt(D) accepts the step (x <- x'')
     when E <= 1, and h <- min(t - eps, safety h E^-exponent).  ``atol`` defaults to the paper's
     choice for data in [-1, 1] scaled by the prior std.  NFE = 2 per iteration."""
@@ -179,13 +253,15 @@ def adaptive_sde_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: 
     h = torch.full_like(t, (sde.T - eps) / steps)
     x_prev = x
     rsde = sde.reverse(score_fn)
+    path = _BrownianPath(x, generator, tol=1e-12 * sde.T)
     bar = progress_bar(range(max_iters), progress, "sde_adaptive")
     for it in bar:
         active = t > eps + 1e-12
         if not bool(active.any()):
             break
         h = torch.where(active, torch.minimum(h, t - eps), torch.zeros_like(h))
-        z = gaussian_like(x, generator) * bcast(h.sqrt(), x)
+        z, used = path.increment(h)
+        z = z.reshape(x.shape)
         drift, g = rsde.sde(x, t)
         x1 = x - drift * bcast(h, x) + bcast(g, x) * z
         t_next = (t - h).clamp(min=0)
@@ -197,6 +273,7 @@ def adaptive_sde_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: 
         x_prev = torch.where(bcast(accept, x), x1, x_prev)
         x = torch.where(bcast(accept, x), x2, x)
         t = torch.where(accept, t_next, t)
+        path.advance(accept, used)
         h = torch.where(active, safety * h * err.clamp(min=1e-10) ** (-exponent), h)
         check_state(x, it, t.min())
     else:
