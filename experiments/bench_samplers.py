@@ -1,7 +1,7 @@
 """Benchmark every sampler on the exact mixtures: NFE, wall time, mode-weight TV, log-density gap;
 plus the per-call overhead of each sampler around a small MLP score network.
 
-    python experiments/bench_samplers.py                 # default: ~10 minutes on 2 CPU cores
+    python experiments/bench_samplers.py                 # default: ~8 minutes on 2 CPU cores
     python experiments/bench_samplers.py --quick         # a smoke run
 
 Prints two tables and writes JSON (and a quality-vs-NFE PNG) under --out.
@@ -67,21 +67,22 @@ def run_quality(targets, sdes, n: int, seed: int, configs, progress: bool) -> Li
 
 
 def run_overhead(batch: int, seed: int, steps: int, reps: int) -> List[Dict]:
-    """wall / (NFE x one score call) for a small MLP: the share of time spent outside the network."""
+    """wall / (the same NFE of bare network calls, timed right after) for a small MLP: the share of
+    time spent outside the network.  Pairing each run with its own bare loop keeps machine drift
+    out of the ratio."""
     torch.manual_seed(seed)
     net = ScoreMLP((2,), width=256, depth=3).eval()
     x = torch.randn(batch, 2)
     t = torch.rand(batch)
-    with torch.no_grad():
-        for _ in range(10):
-            net(x, t)
-        call = []
-        for _ in range(reps):
+
+    def bare(nfe: int) -> float:
+        with torch.no_grad():
             t0 = time.perf_counter()
-            for _ in range(20):
+            for _ in range(nfe):
                 net(x, t)
-            call.append((time.perf_counter() - t0) / 20)
-    t_call = statistics.median(call)
+            return time.perf_counter() - t0
+
+    bare(10)  # warm-up
     rows = []
     for label, method, opts in [("pc rd+langevin", "pc", dict()),
                                 ("pc euler_maruyama", "pc", dict(predictor="euler_maruyama", corrector="none")),
@@ -91,13 +92,15 @@ def run_overhead(batch: int, seed: int, steps: int, reps: int) -> List[Dict]:
                                 ("heun", "heun", dict()),
                                 ("dpm_solver", "dpm_solver", dict()),
                                 ("ode rk45 (paper)", "ode", dict(solver="rk45", rtol=1e-3, atol=1e-3))]:
-        ratios = []
+        ratios, calls = [], []
         n_steps = steps if method in ("pc", "sde") else None
         for _ in range(reps):
             _, info = sde_score.sample(net, "vp", method, shape=(batch, 2), steps=n_steps, progress=False,
                                        generator=torch.Generator().manual_seed(seed), return_info=True, **opts)
-            ratios.append(info.wall_time / (info.nfe * t_call))
-        rows.append(dict(sampler=label, nfe=info.nfe, score_call_ms=round(1e3 * t_call, 3),
+            ref = bare(info.nfe)
+            ratios.append(info.wall_time / ref)
+            calls.append(ref / info.nfe)
+        rows.append(dict(sampler=label, nfe=info.nfe, score_call_ms=round(1e3 * statistics.median(calls), 3),
                          overhead_ratio=round(statistics.median(ratios), 3)))
         print("{sampler:24s} nfe={nfe:5d} call={score_call_ms:.3f}ms wall/(nfe*call)={overhead_ratio:.3f}"
               .format(**rows[-1]), flush=True)

@@ -65,8 +65,8 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default="experiments/results/digits_bpd")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--ema-decay", type=float, default=None,
-                   help="EMA decay of the weights; default min(0.999, 1 - 10 / max_steps), at least 0, so that a short run's "
-                        "average does not still hold the random initial weights")
+                   help="EMA decay of the weights; default min(0.999, 1 - 10 / max_steps), at least 0, so "
+                        "that a short run's average does not still hold the random initial weights")
     args = p.parse_args(argv)
     ema_decay = max(0.0, min(0.999, 1 - 10 / args.max_steps)) if args.ema_decay is None else args.ema_decay
     out = Path(args.out)

@@ -4,8 +4,9 @@
     python experiments/quickstart.py --config experiments/configs/toy2d_vp.yaml
 
 Writes under the config's trainer.default_root_dir (outputs/toy2d): checkpoints/,
-predict/samples.npz and predict/samples.png (samples over the data), and result.json with the mode-weight TV of the samples and the test NLL (nats and bits/dim)
-from the PF-ODE next to the exact NLL of the mixture the model was trained on.
+predict/samples.npz and predict/samples.png (samples over the data), and result.json with the
+mode-weight TV of the samples and the test NLL (nats and bits/dim) from the PF-ODE next to the
+exact NLL of the mixture the model was trained on.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator, Union
 
@@ -17,10 +17,15 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     (``os.replace`` is atomic on POSIX), on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    while True:  # not tempfile.mkstemp: its files are private (0600); these get the usual umask mode
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(6)}{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

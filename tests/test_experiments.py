@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve", "digits_inpaint",
+SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve",
+           "digits_inpaint",
            "likelihood_accuracy", "digits_bpd"]
 
 

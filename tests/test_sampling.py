@@ -28,7 +28,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("sde_name,method,opts", CASES, ids=[f"{a}-{b}-{'-'.join(map(str, c.values()))}" for a, b, c in CASES])
+@pytest.mark.parametrize("sde_name,method,opts", CASES,
+                         ids=[f"{a}-{b}-{'-'.join(map(str, c.values()))}" for a, b, c in CASES])
 def test_sampler_recovers_unequal_mode_weights_and_moments(ring, sde_name, method, opts):
     sde = get_sde(sde_name)
     x = sample(ring.score_fn(sde), sde, method, shape=(N, 2), generator=torch.Generator().manual_seed(0),
@@ -170,7 +171,8 @@ class _FakeModule:
     (dict(method="ode", solver="euler"), ValueError, "unknown solver 'euler'"),
     (dict(method="sde", solver="rk45"), ValueError, "unknown solver 'rk45'"),
     (dict(method="annealed_langevin", sde="vp"), ValueError, "needs the 've' SDE"),
-    (dict(predictor="ancestral", sde="subvp", steps=30), ValueError, "ancestral sampling is not defined for the 'subvp'"),
+    (dict(predictor="ancestral", sde="subvp", steps=30), ValueError,
+     "ancestral sampling is not defined for the 'subvp'"),
     (dict(sde="vp", steps=10), ValueError, r"DDPM discretisation needs beta_max / N < 1 .* N=10"),
 ])
 def test_bad_inputs(ring, kwargs, exc, match):

@@ -235,7 +235,7 @@ class _BrownianPath:
 
 def adaptive_sde_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
                         generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
-                        rtol: float = 1e-2, atol: Optional[float] = None, safety: float = 0.9,
+                        rtol: float = 1e-2, atol: float = 0.0078, safety: float = 0.9,
                         exponent: float = 0.9, denoise: bool = True, max_iters: int = 10000) -> torch.Tensor:
     """Adaptive reverse-SDE solver of Jolicoeur-Martineau et al. 2021 ("Gotta Go Fast", Alg. 1).
 
@@ -244,9 +244,11 @@ def adaptive_sde_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: 
     sample, so a retried step reuses the rejected step's noise; see ``_BrownianPath``); the scaled error
     E = ||(x' - x'') / max(atol, rtol max(|x'|, |x_prev|))||_2 / sqrt(D) accepts the step (x <- x'')
     when E <= 1, and h <- min(t - eps, safety h E^-exponent).  ``atol`` defaults to the paper's
-    choice for data in [-1, 1] scaled by the prior std.  NFE = 2 per iteration."""
+    0.0078 (one 8-bit level of data in [-1, 1]): it is a data-space resolution, so set it to your
+    data's (scaling it by VE's prior std, 50, left gmm16d samples under-dispersed: gap +0.72
+    nats).  NFE = 2 per iteration."""
     rtol = check_number("rtol", rtol, positive=True)
-    atol = check_number("atol", atol if atol is not None else 0.0078 * sde.prior_std, positive=True)
+    atol = check_number("atol", atol, positive=True)
     x = sde.prior_sampling(shape, generator, device=device)
     B, dim = x.shape[0], x[0].numel()
     t = torch.full((B,), float(sde.T), device=x.device, dtype=x.dtype)

@@ -120,10 +120,11 @@ def replacement_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Te
 
     y = torch.where(mask, x_known, torch.zeros_like(x_known))
 
-    def replace(x: torch.Tensor, t_next: float) -> torch.Tensor:
+    def replace(x: torch.Tensor, x_mean: torch.Tensor, t_next: float):
+        # the known part, forward-noised to t_next (Song 2021, App. I); x_mean takes its noise-free mean
         t = torch.full((x.shape[0],), t_next, device=x.device, dtype=x.dtype)
         mean, std = sde.marginal_prob(y, t)
-        return torch.where(mask, mean + bcast(std, y) * gaussian_like(y, generator), x)
+        return torch.where(mask, mean + bcast(std, y) * gaussian_like(y, generator), x), torch.where(mask, mean, x_mean)
 
     x = pc_sample(score_fn, sde, x_known.shape, steps=steps, eps=eps, generator=generator, device=x_known.device,
                   progress=progress, after_step=replace, **pc_options)

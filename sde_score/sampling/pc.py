@@ -134,12 +134,13 @@ def pc_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
               generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
               predictor: str = "reverse_diffusion", corrector: str = "langevin", snr: float = 0.16,
               n_corrector_steps: int = 1, denoise: bool = True, x_init: Optional[torch.Tensor] = None,
-              after_step: Optional[Callable[[torch.Tensor, float], torch.Tensor]] = None) -> torch.Tensor:
+              after_step: Optional[Callable[[torch.Tensor, torch.Tensor, float], Step]] = None) -> torch.Tensor:
     """Predictor-corrector sampler (Alg. 1-3) on the grid t_i = linspace(T, eps, steps).
 
     The SDE is re-discretised with N = ``steps`` so discrete predictors use the same noise levels
     as the grid.  With ``denoise`` the last predictor step adds no noise (the paper's code).
-    ``after_step(x, t_next)`` may project the state after each step (replacement imputation).
+    ``after_step(x, x_mean, t_next) -> (x, x_mean)`` may project the state after each step
+    (replacement imputation).
     Returns samples of ``shape`` (B, ...).
     """
     sde = sde if steps == sde.N else sde.with_N(steps)
@@ -155,6 +156,6 @@ def pc_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
         x, x_mean = pred.update(x, t, dt, generator)
         if after_step is not None:
             t_next = float(ts[i + 1]) if i + 1 < steps else eps
-            x, x_mean = after_step(x, t_next), after_step(x_mean, t_next)
+            x, x_mean = after_step(x, x_mean, t_next)
         check_state(x, i, ts[i])
     return x_mean if denoise else x
