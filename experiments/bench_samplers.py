@@ -17,8 +17,9 @@ import torch
 
 import sde_score
 from sde_score.io import write_json
-from sde_score.metrics import log_density_gap, mode_weight_tv, tv_floor
+from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
 from sde_score.models import ScoreMLP
+from sde_score.plotting import log_log, pyplot, save_figure
 
 # (label, method, steps, options): one row per sampler configuration
 CONFIGS: List[tuple] = [
@@ -50,17 +51,17 @@ def run_quality(targets, sdes, n: int, seed: int, configs, progress: bool) -> Li
     rows = []
     for tname in targets:
         target = sde_score.get_target(tname)
-        reference = target.sample(20 * n, torch.Generator().manual_seed(seed + 1))
+        ref_logp, _ = mean_log_prob(target, target.sample(20 * n, torch.Generator().manual_seed(seed + 1)))
         for sname in sdes:
             sde = sde_score.get_sde(sname)
             for label, method, steps, opts in configs:
                 x, info = sde_score.sample(target.score_fn(sde), sde, method, shape=(n,) + target.data_shape,
                                            steps=steps, generator=torch.Generator().manual_seed(seed),
                                            progress=progress, return_info=True, **opts)
+                logp, logp_se = mean_log_prob(target, x)
                 rows.append(dict(target=tname, sde=sname, sampler=label, steps=steps, nfe=info.nfe,
                                  seconds=round(info.wall_time, 3), tv=mode_weight_tv(target, x),
-                                 tv_floor=tv_floor(target, n), logp_gap=log_density_gap(target, x, reference),
-                                 gap_se=float(target.log_prob(x.double()).std()) / n ** 0.5))
+                                 tv_floor=tv_floor(target, n), logp_gap=logp - ref_logp, gap_se=logp_se))
                 print("{target:7s} {sde:5s} {sampler:36s} steps={steps!s:5s} nfe={nfe:5d} "
                       "{seconds:7.2f}s tv={tv:.4f} gap={logp_gap:+.4f} +- {gap_se:.4f}".format(**rows[-1]), flush=True)
     return rows
@@ -135,9 +136,7 @@ def run_impute(n: int, particles: int, steps: int, seed: int) -> List[Dict]:
 
 
 def plot(rows: List[Dict], path: str) -> None:
-    from sde_score.plotting import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     keys = sorted({(r["target"], r["sde"]) for r in rows})
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 4), squeeze=False)
     for ax, key in zip(axes[0], keys):
@@ -145,18 +144,10 @@ def plot(rows: List[Dict], path: str) -> None:
         for r in sel:
             ax.scatter(r["nfe"], r["tv"], label=f'{r["sampler"]} ({r["steps"] or "adaptive"})')
         ax.axhline(sel[0]["tv_floor"], ls="--", c="gray", lw=1, label="statistical floor")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("NFE")
-        ax.set_ylabel("mode-weight TV")
+        log_log(ax, "NFE", "mode-weight TV")
         ax.set_title(f"{key[0]}, {key[1]}")
     axes[0][-1].legend(fontsize=6, loc="upper right")
-    fig.tight_layout()
-    from sde_score.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> dict:

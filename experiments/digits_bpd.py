@@ -73,9 +73,7 @@ def main(argv=None) -> dict:
     dm = DigitsDataModule(seed=args.seed)
     dm.setup()
     test = dm.dequantized("test")[: args.num_test]
-    torch.manual_seed(args.seed)
-    train_ds = dm._dataset(dm.train, True)
-    train = torch.stack([train_ds[i] for i in range(len(train_ds))])
+    train = dm.dequantized("train")
     rows = []
     for name, diag in (("gaussian_full_cov", False), ("gaussian_per_pixel", True)):
         b = gaussian_bpd(train, test, dm.scaler, diagonal=diag)

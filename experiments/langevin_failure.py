@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 
 import sde_score
-from sde_score.io import atomic_path, write_json
+from sde_score.io import write_json
 from sde_score.losses import dsm_loss, ssm_loss
 from sde_score.metrics import mode_weights
 from sde_score.models import ScoreMLP
+from sde_score.plotting import pyplot, save_figure
 from sde_score.sdes import bcast
 
 
@@ -93,9 +94,7 @@ def main(argv=None) -> dict:
               for name, e in (("sliced score matching (noise-free)", err_ssm),
                               (f"denoising score matching, VE SDE (sigma={args.sigma:g})", err_dsm))}
 
-    from sde_score.plotting import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 5, figsize=(22, 4.4))
     for ax, (name, x) in zip(axes[:3], runs.items()):
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.3)
@@ -114,11 +113,8 @@ def main(argv=None) -> dict:
                      f"rms rel. err: on data {e['rms_rel_error_high_density']:.2f}, "
                      f"off data {e['rms_rel_error_low_density']:.2f}", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
     out = Path(args.out)
-    with atomic_path(out / "langevin_failure.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, out / "langevin_failure.png", dpi=90)
     result = {"true_weights": [0.2, 0.8], "weights": weights, "score_errors": errors, "seed": args.seed,
               "num_samples": n}
     write_json(out / "langevin_failure.json", result)

@@ -12,7 +12,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_samplers import run_quality  # noqa: E402
 
-from sde_score.io import atomic_path, write_json  # noqa: E402
+from sde_score.io import write_json  # noqa: E402
+from sde_score.plotting import log_log, pyplot, save_figure  # noqa: E402
 
 SWEEP = (
     [("pc rd+langevin", "pc", s, {}) for s in (50, 150, 500)]
@@ -27,9 +28,7 @@ SWEEP = (
 
 
 def plot(rows, target: str, path: Path) -> None:
-    from sde_score.plotting import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for (sde, ls) in (("ve", "-"), ("vp", "--")):
         for sampler in dict.fromkeys(r["sampler"] for r in rows):
@@ -43,16 +42,10 @@ def plot(rows, target: str, path: Path) -> None:
     floor = next(r["tv_floor"] for r in rows if r["target"] == target)
     axes[0].axhline(floor, color="gray", lw=1, ls=":", label="statistical floor")
     for ax, name in zip(axes, ("mode-weight TV", "|mean log-density gap| (nats)")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("NFE")
-        ax.set_ylabel(name)
+        log_log(ax, "NFE", name)
     axes[0].legend(fontsize=6, ncol=2)
     fig.suptitle(f"{target}: quality vs score evaluations (exact score)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def main(argv=None) -> dict:

@@ -43,7 +43,13 @@ def mode_moments(target: GaussianMixture, x: torch.Tensor) -> Tuple[torch.Tensor
     return means, covs
 
 
+def mean_log_prob(target: GaussianMixture, x: torch.Tensor) -> Tuple[float, float]:
+    """Mean exact log p of samples x (nats) and its standard error."""
+    lp = target.log_prob(x.double())
+    return float(lp.mean()), float(lp.std()) / lp.numel() ** 0.5
+
+
 def log_density_gap(target: GaussianMixture, x: torch.Tensor, reference: torch.Tensor) -> float:
     """Mean exact log p of samples x minus that of reference samples (nats); 0 for a perfect sampler,
     negative when samples sit in lower-density regions (e.g. blurred modes)."""
-    return float(target.log_prob(x.double()).mean() - target.log_prob(reference.double()).mean())
+    return mean_log_prob(target, x)[0] - mean_log_prob(target, reference)[0]

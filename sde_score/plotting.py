@@ -9,13 +9,30 @@ import torch
 from .io import PathLike, atomic_path
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display on servers / CI)."""
     import matplotlib
 
-    matplotlib.use("Agg")  # no display on servers / CI
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def log_log(ax, xlabel: str, ylabel: str) -> None:
+    """Log scales on both axes, with labels."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+
+
+def save_figure(fig, path: PathLike, dpi: int = 100) -> None:
+    """Lay out ``fig``, write it as a PNG atomically and close it."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    pyplot().close(fig)
 
 
 def save_scatter(path: PathLike, samples: torch.Tensor, reference: Optional[torch.Tensor] = None,
@@ -23,7 +40,7 @@ def save_scatter(path: PathLike, samples: torch.Tensor, reference: Optional[torc
     """Scatter 2-D ``samples`` (N, 2) over optional ``reference`` points into a PNG."""
     if samples.dim() != 2 or samples.shape[1] != 2:
         raise ValueError(f"save_scatter needs samples of shape (N, 2), got {tuple(samples.shape)}")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     if reference is not None:
         r = reference.detach().cpu()
@@ -36,10 +53,7 @@ def save_scatter(path: PathLike, samples: torch.Tensor, reference: Optional[torc
     ax.set_aspect("equal")
     ax.set_title(title)
     ax.legend(loc="upper right", markerscale=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def save_image_grid(path: PathLike, images: torch.Tensor, nrow: Optional[int] = None,
@@ -57,13 +71,10 @@ def save_image_grid(path: PathLike, images: torch.Tensor, nrow: Optional[int] = 
     for i in range(n):
         r, q = divmod(i, nrow)
         grid[:, 1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = imgs[i]
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(2, nrow * 0.6), max(2, ncol * 0.6)), dpi=100)
     ax.imshow(grid.permute(1, 2, 0).squeeze(-1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -62,4 +62,3 @@ def test_tensor_datamodule_errors(tmp_path):
         Toy2DDataModule("spiral")
     with pytest.raises(ValueError, match="val_fraction \\+ test_fraction must be < 1"):
         DigitsDataModule(val_fraction=0.5, test_fraction=0.5)
-

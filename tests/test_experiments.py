@@ -9,8 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve",
-           "digits_inpaint",
-           "likelihood_accuracy", "digits_bpd"]
+           "digits_inpaint", "likelihood_accuracy", "digits_bpd"]
 
 
 def _load(name):

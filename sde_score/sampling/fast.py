@@ -269,7 +269,7 @@ def adaptive_sde_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: 
         t_next = (t - h).clamp(min=0)
         drift2, g2 = rsde.sde(x1, t_next)
         x2 = 0.5 * (x1 + x - drift2 * bcast(h, x) + bcast(g2, x) * z)
-        scale = torch.maximum(torch.full_like(x1, atol), rtol * torch.maximum(x1.abs(), x_prev.abs()))
+        scale = (rtol * torch.maximum(x1.abs(), x_prev.abs())).clamp(min=atol)
         err = ((x1 - x2) / scale).flatten(1).pow(2).sum(1).sqrt() / math.sqrt(dim)
         accept = active & (err <= 1)
         x_prev = torch.where(bcast(accept, x), x1, x_prev)
