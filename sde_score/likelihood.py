@@ -43,8 +43,10 @@ class LikelihoodResult:
 
 
 def _probes(shape, n_probes: int, noise: str, generator, device, dtype) -> torch.Tensor:
-    z = torch.randn((n_probes,) + tuple(shape), generator=generator, device=device, dtype=dtype)
-    return z.sign() if noise == "rademacher" else z
+    # drawn in float32 whatever x's dtype: one seed gives the same probes to a float32 run and to a
+    # float64 reference of it (Rademacher signs are exact in both)
+    z = torch.randn((n_probes,) + tuple(shape), generator=generator, device=device, dtype=torch.float32)
+    return (z.sign() if noise == "rademacher" else z).to(dtype)
 
 
 def _divergence(v: torch.Tensor, x: torch.Tensor, probes: Optional[torch.Tensor]) -> torch.Tensor:

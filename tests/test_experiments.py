@@ -5,7 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+import sde_score
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve",
@@ -72,4 +75,19 @@ def test_digits_bpd_tiny(tmp_path):
     assert path.exists()
     r = _load("bench_likelihood").main(["--ckpt", str(tmp_path / "vp" / "checkpoints" / "last.ckpt"), "--quick",
                                         "--out", str(tmp_path)])
-    assert len(r["rows"]) == 2 and (tmp_path / "bench_likelihood_digits.json").exists()
+    assert len(r["rows"]) == 3 and (tmp_path / "bench_likelihood_digits.json").exists()
+    assert "speedup" in r["equal_accuracy"]
+    # the paper's two-pass procedure solves the same ODE as solver="rk45": same values, same NFE
+    from sde_score.data import DigitsDataModule
+    from sde_score.module import ScoreModule
+
+    bench = _load("bench_likelihood")
+    model = ScoreModule.load(str(tmp_path / "vp" / "checkpoints" / "last.ckpt"))
+    dm = DigitsDataModule(seed=0)
+    dm.setup()
+    x = dm.dequantized("test")[:3].float()
+    logp, nfe, _ = bench.paper_procedure(model, x, 1e-5, 1e-4, torch.Generator().manual_seed(1))
+    ours = sde_score.log_likelihood(model, x, solver="rk45", rtol=1e-4, atol=1e-4, progress=False,
+                                    generator=torch.Generator().manual_seed(1))
+    assert nfe == ours.nfe
+    torch.testing.assert_close(logp, ours.logp, rtol=0, atol=1e-3)
