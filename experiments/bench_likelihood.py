@@ -141,8 +141,8 @@ def evaluate_model(ckpt: str, n: int, eps: float, configs, seed: int, ref_tol: f
                                  generator=gen(), progress=False)
             logp, nfe, seconds = res.logp, res.nfe, res.wall_time
         err = (logp.double() - ref.logp).abs()
-        rows.append(dict(config=label, tol=tol, nfe=nfe, seconds=round(seconds, 2), ms_per_nfe=round(1e3 * seconds / nfe, 1),
-                         mae=float(err.mean()), max=float(err.max())))
+        rows.append(dict(config=label, tol=tol, nfe=nfe, seconds=round(seconds, 2),
+                         ms_per_nfe=round(1e3 * seconds / nfe, 1), mae=float(err.mean()), max=float(err.max())))
         print("{config:34s} tol={tol:<6g} nfe={nfe:4d} {seconds:7.2f}s {ms_per_nfe:5.1f}ms/nfe MAE={mae:.2e} "
               "max={max:.2e}".format(**rows[-1]), flush=True)
     summary = {}

@@ -1,10 +1,12 @@
 """Benchmark every sampler on the exact mixtures: NFE, wall time, mode-weight TV, log-density gap;
 plus the per-call overhead of each sampler around a small MLP score network.
 
-    python experiments/bench_samplers.py                 # default: ~8 minutes on 2 CPU cores
+    python experiments/bench_samplers.py                 # default: ~11 minutes on 2 CPU cores
     python experiments/bench_samplers.py --quick         # a smoke run
+    python experiments/bench_samplers.py --ckpt experiments/results/digits_bpd/vp/checkpoints/last.ckpt
 
-Prints two tables and writes JSON (and a quality-vs-NFE PNG) under --out.
+Prints the tables (quality; the log-density gap at 20k samples; overhead; imputation) and writes
+JSON (and a quality-vs-NFE PNG) under --out.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from sde_score.io import write_json
 from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
 from sde_score.models import ScoreMLP
 from sde_score.plotting import log_log, pyplot, save_figure
+
+FITTED = "fitted"  # stands for sde_score.optimized_schedule's levels, fitted once per (target, SDE, steps)
 
 # (label, method, steps, options): one row per sampler configuration
 CONFIGS: List[tuple] = [
@@ -40,9 +44,34 @@ CONFIGS: List[tuple] = [
     ("dpm_solver++ 2M+corrector (default)", "dpm_solver", 20, {}),
     ("dpm_solver++ 3M", "dpm_solver", 20, dict(order=3, corrector=False)),
     ("dpm_solver++ 3M+corrector", "dpm_solver", 20, dict(order=3)),
+    ("dpm_solver++ 2M+corrector, fitted levels", "dpm_solver", 20, dict(schedule=FITTED)),
+    ("dpm_solver++ 3M+corrector, fitted levels", "dpm_solver", 20, dict(order=3, schedule=FITTED)),
     ("dpm_solver-2 (single)", "dpm_solver", 11, dict(multistep=False)),
     ("sde_adaptive", "sde_adaptive", 100, dict(rtol=1e-2)),
 ]
+
+
+# the 20-NFE samplers against the paper's sampler with 4x the samples: the log-density gap's
+# standard error falls to ~0.008 (ring8) / 0.023 (gmm16d) nats, below the differences in question
+GAP_CONFIGS: List[tuple] = [
+    ("pc rd+langevin", "pc", 1000, dict(predictor="reverse_diffusion", corrector="langevin")),
+    ("dpm_solver++ 3M+corrector", "dpm_solver", 20, dict(order=3)),
+    ("dpm_solver++ 3M+corrector, fitted levels", "dpm_solver", 20, dict(order=3, schedule=FITTED)),
+]
+
+
+def fitted_levels(target, sde, steps: int, seed: int):
+    """optimized_schedule's levels for this target's exact score, and the pilot's score evaluations
+    (made once, on 512 pilot points; not part of the per-sample NFE)."""
+    score, calls = target.score_fn(sde), [0]
+
+    def counted(x, t):
+        calls[0] += 1
+        return score(x, t)
+
+    levels = sde_score.optimized_schedule(counted, sde, steps, shape=(1,) + target.data_shape,
+                                          generator=torch.Generator().manual_seed(seed + 2), progress=False)
+    return levels, calls[0]
 
 
 def run_quality(targets, sdes, n: int, seed: int, configs, progress: bool) -> List[Dict]:
@@ -55,12 +84,16 @@ def run_quality(targets, sdes, n: int, seed: int, configs, progress: bool) -> Li
         for sname in sdes:
             sde = sde_score.get_sde(sname)
             for label, method, steps, opts in configs:
+                pilot_nfe = 0
+                if opts.get("schedule") == FITTED:
+                    levels, pilot_nfe = fitted_levels(target, sde, steps, seed)
+                    opts = dict(opts, schedule=levels)
                 x, info = sde_score.sample(target.score_fn(sde), sde, method, shape=(n,) + target.data_shape,
                                            steps=steps, generator=torch.Generator().manual_seed(seed),
                                            progress=progress, return_info=True, **opts)
                 logp, logp_se = mean_log_prob(target, x)
                 rows.append(dict(target=tname, sde=sname, sampler=label, steps=steps, nfe=info.nfe,
-                                 seconds=round(info.wall_time, 3), tv=mode_weight_tv(target, x),
+                                 pilot_nfe=pilot_nfe, seconds=round(info.wall_time, 3), tv=mode_weight_tv(target, x),
                                  tv_floor=tv_floor(target, n), logp_gap=logp - ref_logp, gap_se=logp_se))
                 print("{target:7s} {sde:5s} {sampler:36s} steps={steps!s:5s} nfe={nfe:5d} "
                       "{seconds:7.2f}s tv={tv:.4f} gap={logp_gap:+.4f} +- {gap_se:.4f}".format(**rows[-1]), flush=True)
@@ -150,18 +183,57 @@ def plot(rows: List[Dict], path: str) -> None:
     save_figure(fig, path)
 
 
+def run_ode_distance(ckpt: str, n: int, seed: int, quick: bool = False) -> List[Dict]:
+    """A trained model has no exact density: per-sample RMS distance (model space) of the 20-NFE
+    samplers' samples to the PF-ODE solved at tol 1e-6 from the same x_T, on log-SNR levels and on
+    levels fitted by ``optimized_schedule`` (pilot of 256 points)."""
+    from sde_score.module import ScoreModule
+
+    model = ScoreModule.load(ckpt)
+
+    def gen():
+        return torch.Generator().manual_seed(seed)
+
+    tol = 1e-4 if quick else 1e-6
+    ref = sde_score.sample(model, method="ode", num_samples=n, generator=gen(), rtol=tol, atol=tol, progress=False)
+    levels = sde_score.optimized_schedule(model, steps=20, pilot_samples=16 if quick else 256,
+                                          fine_levels=40 if quick else 120,
+                                          generator=torch.Generator().manual_seed(seed + 2), progress=False)
+    rows = []
+    for label, opts in [("2M+corrector", {}), ("3M+corrector", dict(order=3))]:
+        for sched_label, schedule in [("log-SNR levels", "log_snr"), ("fitted levels", levels)]:
+            x = sde_score.sample(model, method="dpm_solver", num_samples=n, steps=20, schedule=schedule,
+                                 generator=gen(), progress=False, **opts)
+            dist = (x - ref).flatten(1).pow(2).mean(1).sqrt()
+            rows.append(dict(sampler=f"dpm_solver++ {label}, {sched_label}", nfe=20, rms_distance=float(dist.mean()),
+                             max_distance=float(dist.max())))
+            print("{sampler:44s} nfe={nfe} distance to the PF-ODE map: mean {rms_distance:.4f} max {max_distance:.4f}"
+                  .format(**rows[-1]), flush=True)
+    return rows
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--targets", default="ring8,gmm16d")
     p.add_argument("--sdes", default="ve,vp")
     p.add_argument("--num-samples", type=int, default=5000)
+    p.add_argument("--gap-samples", type=int, default=20000, help="samples of the log-density gap comparison")
     p.add_argument("--batch", type=int, default=4096, help="batch of the overhead measurement")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="experiments/results")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--ckpt", default=None,
+                   help="a trained ScoreModule: only the few-step samplers' distance to its PF-ODE map")
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.ckpt:
+        n = 8 if args.quick else 256
+        print(f"== distance to the PF-ODE map, {args.ckpt}, {n} samples")
+        result = dict(rows=run_ode_distance(args.ckpt, n, args.seed, args.quick), ckpt=args.ckpt, num_samples=n,
+                      seed=args.seed)
+        write_json(f"{args.out}/bench_samplers_ckpt.json", result)
+        return result
     n, configs, steps, reps = args.num_samples, CONFIGS, 200, 3
     if args.quick:
         n, steps, reps = 200, 30, 1
@@ -169,12 +241,16 @@ def main(argv=None) -> dict:
                    if m != "sde_adaptive"]
     print(f"== quality on exact mixtures, {n} samples, seed {args.seed}")
     quality = run_quality(args.targets.split(","), args.sdes.split(","), n, args.seed, configs, args.progress)
+    gap_n = 200 if args.quick else args.gap_samples
+    print(f"== log-density gap at {gap_n} samples")
+    gap = run_quality(args.targets.split(","), args.sdes.split(","), gap_n, args.seed,
+                      [(lab, m, min(st, 30) if args.quick else st, o) for lab, m, st, o in GAP_CONFIGS], args.progress)
     print(f"== overhead, ScoreMLP at batch {args.batch if not args.quick else 256}")
     overhead = run_overhead(256 if args.quick else args.batch, args.seed, steps, reps)
     print("== imputation of half of bimodal16d (VP, exact score)")
     impute_rows = run_impute(100 if args.quick else 1000, 4 if args.quick else 32, 30 if args.quick else 500,
                              args.seed)
-    result = dict(quality=quality, overhead=overhead, impute=impute_rows, num_samples=n, seed=args.seed,
+    result = dict(quality=quality, gap=gap, overhead=overhead, impute=impute_rows, num_samples=n, seed=args.seed,
                   torch=torch.__version__, threads=torch.get_num_threads())
     write_json(f"{args.out}/bench_samplers.json", result)
     plot(quality, f"{args.out}/bench_samplers.png")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_samplers import run_quality  # noqa: E402
+from bench_samplers import FITTED, run_quality  # noqa: E402
 
 from sde_score.io import write_json  # noqa: E402
 from sde_score.plotting import log_log, pyplot, save_figure  # noqa: E402
@@ -24,6 +24,8 @@ SWEEP = (
     + [("dpm_solver 2M+corrector", "dpm_solver", s, {}) for s in (5, 10, 20, 40)]
     + [("dpm_solver 3M", "dpm_solver", s, dict(order=3, corrector=False)) for s in (5, 10, 20, 40)]
     + [("dpm_solver 3M+corrector", "dpm_solver", s, dict(order=3)) for s in (5, 10, 20, 40)]
+    + [("dpm_solver 3M+corrector, fitted levels", "dpm_solver", s, dict(order=3, schedule=FITTED))
+       for s in (5, 10, 20, 40)]
 )
 
 

@@ -7,8 +7,8 @@ torchdiffeq, scipy).
 from .registry import Registry
 from .sdes import SDE, SDES, ReverseSDE, SubVPSDE, VESDE, VPSDE, get_sde, register_sde
 from .targets import TARGETS, GaussianMixture, get_target, register_target
-from .sampling import (CORRECTORS, METHODS, PREDICTORS, SampleInfo, impute, ode_encode, register_corrector,
-                       register_method, register_predictor, sample)
+from .sampling import (CORRECTORS, METHODS, PREDICTORS, SampleInfo, impute, ode_encode, optimized_schedule,
+                       register_corrector, register_method, register_predictor, sample)
 from .likelihood import LikelihoodResult, log_likelihood
 
 __version__ = "0.1.0"
@@ -16,4 +16,5 @@ __version__ = "0.1.0"
 __all__ = ["Registry", "SDE", "SDES", "ReverseSDE", "SubVPSDE", "VESDE", "VPSDE", "get_sde",
            "register_sde", "TARGETS", "GaussianMixture", "get_target", "register_target", "CORRECTORS",
            "METHODS", "PREDICTORS", "SampleInfo", "ode_encode", "register_corrector", "register_method",
-           "register_predictor", "sample", "impute", "log_likelihood", "LikelihoodResult", "__version__"]
+           "register_predictor", "sample", "optimized_schedule", "impute", "log_likelihood", "LikelihoodResult",
+           "__version__"]

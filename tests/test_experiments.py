@@ -91,3 +91,6 @@ def test_digits_bpd_tiny(tmp_path):
                                     generator=torch.Generator().manual_seed(1))
     assert nfe == ours.nfe
     torch.testing.assert_close(logp, ours.logp, rtol=0, atol=1e-3)
+    r = _load("bench_samplers").main(["--ckpt", str(tmp_path / "vp" / "checkpoints" / "last.ckpt"), "--quick",
+                                      "--out", str(tmp_path)])
+    assert len(r["rows"]) == 4 and (tmp_path / "bench_samplers_ckpt.json").exists()

@@ -115,3 +115,24 @@ def test_non_finite_ode_state_raises():
 
     with pytest.raises(FloatingPointError, match=r"t=0\.\d+"):
         log_likelihood(bad, torch.zeros(3, 2), "vp", progress=False)
+
+
+@pytest.mark.parametrize("time_variable", ["t", "sigma", "log_sigma"])
+def test_ode_never_evaluates_the_model_outside_eps_to_T(time_variable):
+    # torchdiffeq steps past the end of the span and interpolates back unless told to land on it;
+    # below eps a sigma-scaled network divides by sigma(t) -> 0 (a trained VP UNet returned inf)
+    from sde_score import sample
+
+    target, sde = get_target("ring8"), get_sde("vp")
+    score, seen = target.score_fn(sde), []
+
+    def recording(x, t):
+        seen.append(t)
+        return score(x, t)
+
+    eps = 1e-3
+    sample(recording, sde, "ode", shape=(64, 2), eps=eps, time_variable=time_variable, progress=False,
+           generator=torch.Generator().manual_seed(0))
+    log_likelihood(recording, target.sample(16).double(), sde, eps=eps, time_variable=time_variable, progress=False)
+    t = torch.cat(seen)
+    assert float(t.min()) >= eps * (1 - 1e-5) and float(t.max()) <= sde.T

@@ -122,6 +122,9 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
     spec = METHODS.get(method)
     score_fn, sde, data_shape, model_device = resolve_model(model, sde)
     shape = _resolve_shape(shape, num_samples, data_shape)
+    schedule = method_options.get("schedule")
+    if steps is None and schedule is not None and not isinstance(schedule, str) and hasattr(schedule, "__len__"):
+        steps = len(schedule)  # explicit noise levels say how many there are
     if steps is None:
         steps = sde.N if spec.default_steps is None else spec.default_steps
     steps = check_int("steps", steps)

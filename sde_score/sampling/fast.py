@@ -18,7 +18,7 @@ The last step of every sampler jumps to sigma_e = 0 with D itself: the exact pos
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -29,15 +29,20 @@ from .common import ScoreFn, check_state, gaussian_like, progress_bar, tweedie_d
 SCHEDULES = ("karras", "log_snr", "time_uniform")
 
 
-def sigma_schedule(sde: SDE, steps: int, eps: float, schedule: str = "karras", rho: float = 7.0) -> List[float]:
+def sigma_schedule(sde: SDE, steps: int, eps: float, schedule: Union[str, Sequence[float]] = "karras",
+                   rho: float = 7.0) -> List[float]:
     """``steps`` decreasing noise levels sigma_e from edm_sigma(T) to edm_sigma(eps).
 
     karras: uniform in sigma^(1/rho) (EDM eq. 5); log_snr: uniform in log sigma_e (DPM-Solver's
-    'logSNR'); time_uniform: uniform in t (the paper's grid)."""
-    check_choice("schedule", schedule, SCHEDULES)
+    'logSNR'); time_uniform: uniform in t (the paper's grid).  A sequence is taken as the levels
+    themselves (e.g. from ``sampling.schedules.optimized_schedule``): ``steps`` of them, strictly
+    decreasing and positive, the first edm_sigma(T) (where the prior sample lives)."""
     steps = check_int("steps", steps, minimum=2)
     t = torch.tensor([sde.T, eps], dtype=torch.float64)
     s_max, s_min = (float(v) for v in sde.edm_sigma(t))
+    if not isinstance(schedule, str):
+        return _check_levels(schedule, steps, s_max)
+    check_choice("schedule", schedule, SCHEDULES)
     i = torch.linspace(0, 1, steps, dtype=torch.float64)
     if schedule == "karras":
         rho = check_number("rho", rho, positive=True)
@@ -47,6 +52,21 @@ def sigma_schedule(sde: SDE, steps: int, eps: float, schedule: str = "karras", r
     else:
         s = sde.edm_sigma(sde.T + i * (eps - sde.T))
     return s.tolist()
+
+
+def _check_levels(levels: Sequence[float], steps: int, s_max: float) -> List[float]:
+    try:
+        s = [float(v) for v in levels]
+    except (TypeError, ValueError):
+        raise ValueError(f"schedule must be one of {SCHEDULES} or a sequence of noise levels, got {levels!r}") from None
+    if len(s) != steps:
+        raise ValueError(f"the schedule has {len(s)} noise levels but steps={steps}; leave steps out or match them")
+    if not all(math.isfinite(v) and v > 0 for v in s) or any(b >= a for a, b in zip(s, s[1:])):
+        raise ValueError(f"noise levels must be positive, finite and strictly decreasing, got {s}")
+    if abs(s[0] - s_max) > 1e-6 * s_max:
+        raise ValueError(f"the first noise level must be the SDE's sigma_e(T) = {s_max:.6g} (the prior's level), "
+                         f"got {s[0]:.6g}")
+    return s
 
 
 class _Denoiser:
@@ -75,7 +95,8 @@ def _prior_scaled(sde: SDE, shape, generator, device) -> torch.Tensor:
 
 def heun_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
                 generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
-                schedule: str = "karras", rho: float = 7.0, churn: float = 0.0, s_tmin: float = 0.0,
+                schedule: Union[str, Sequence[float]] = "karras", rho: float = 7.0, churn: float = 0.0,
+                s_tmin: float = 0.0,
                 s_tmax: float = float("inf"), s_noise: float = 1.0) -> torch.Tensor:
     """EDM Algorithm 1 (``churn=0``) or 2: Heun steps between ``steps`` noise levels, then the exact
     denoising jump to sigma_e = 0.  NFE = 2 steps - 1.  ``churn`` adds noise back on levels in
@@ -129,8 +150,11 @@ def _taylor_at(lams: List[float], Ds: List[torch.Tensor]) -> List[torch.Tensor]:
 
 def dpm_solver_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
                       generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
-                      order: int = 2, multistep: bool = True, schedule: str = "log_snr", rho: float = 7.0,
-                      corrector: Optional[bool] = None) -> torch.Tensor:
+                      order: int = 2, multistep: bool = True,
+                      schedule: Union[str, Sequence[float]] = "log_snr", rho: float = 7.0,
+                      corrector: Optional[bool] = None,
+                      callback: Optional[Callable[[int, float, torch.Tensor, torch.Tensor], None]] = None
+                      ) -> torch.Tensor:
     """DPM-Solver++ (data prediction) in lambda = -log sigma_e with ``steps`` noise levels.
 
     multistep: orders 1-3 reuse earlier denoiser values (2M = DPM-Solver++(2M)); NFE = steps.
@@ -140,7 +164,9 @@ def dpm_solver_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: fl
     at the new level (it is needed for the next step anyway), redo the last step with D's
     polynomial through that new node as well: one order higher at no extra NFE (the UniC idea of
     UniPC, Zhao et al. 2023).  On the exact mixtures at 20 NFE it cuts 2M's covariance error from
-    4-5 to about 2 standard errors (experiments/bench_samplers.py)."""
+    4-5 to about 2 standard errors (experiments/bench_samplers.py).
+    callback(i, sigma_i, x_hat, D): called with each denoiser evaluation, at level i, in scaled
+    coordinates (the corrector then moves x_hat by the corrected step)."""
     order = check_int("order", order, minimum=1)
     if order > 3 or (not multistep and order != 2):
         raise ValueError(f"order must be 1, 2 or 3 (multistep) or 2 (single-step), got {order}")
@@ -157,6 +183,8 @@ def dpm_solver_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: fl
     for i in progress_bar(range(steps - 1), progress, "dpm_solver"):
         h = lams[i + 1] - lams[i]
         d_cur = D(x, sigmas[i])
+        if callback is not None:
+            callback(i, sigmas[i], x, d_cur)
         if corrector and hist_D:  # nodes: the last step's start, its end (new), the one before
             nodes, values = [hist_l[-1], lams[i]] + hist_l[-2:-1], [hist_D[-1], d_cur] + hist_D[-2:-1]
             x = _exp_integrator_step(x_start, lams[i] - hist_l[-1], _taylor_at(nodes, values)[:order + 1])
@@ -170,7 +198,10 @@ def dpm_solver_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: fl
             u = _exp_integrator_step(x, 0.5 * h, [d_cur])
             x = _exp_integrator_step(x, h, [D(u, s_mid)])
         check_state(x, i, D.t(sigmas[i + 1], x)[0])
-    return D(x, sigmas[-1])
+    d_cur = D(x, sigmas[-1])
+    if callback is not None:
+        callback(steps - 1, sigmas[-1], x, d_cur)
+    return d_cur
 
 
 class _BrownianPath:

@@ -31,7 +31,6 @@ class PFODE:
         self.rsde = sde.reverse(score_fn, probability_flow=True)
         self.time_variable = check_choice("time_variable", time_variable, TIME_VARIABLES)
         self.calls = 0
-        self._v_max = self.to_var(sde.T)
 
     def to_var(self, t: float) -> float:
         if self.time_variable == "t":
@@ -42,8 +41,7 @@ class PFODE:
     def to_t(self, v: torch.Tensor) -> torch.Tensor:
         if self.time_variable == "t":
             return v
-        # solvers' first-step heuristics may probe past the span's end: read those as t = T
-        u = v.double().clamp(max=self._v_max)
+        u = v.double()
         s = u if self.time_variable == "sigma" else torch.exp(u)
         return self.sde.t_from_edm_sigma(s).to(v.dtype)
 
@@ -83,10 +81,13 @@ def integrate(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: to
     rtol = check_number("rtol", rtol, positive=True)
     atol = check_number("atol", atol, positive=True)
     calls = [0]
+    lo, hi = min(v0, v1), max(v0, v1)
 
     def counted(v, y):
         calls[0] += 1
-        return func(v, y)
+        # the first-step heuristic (Hairer et al., Sec. II.4) probes at v0 + h0 with h0 unbounded by the
+        # span; such probes only size the first step, so they are evaluated at the span's end
+        return func(v.clamp(lo, hi), y)
 
     if solver == "rk45":
         from scipy.integrate import solve_ivp
@@ -107,7 +108,10 @@ def integrate(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: to
 
     vs = torch.tensor([v0, v1], dtype=torch.float64 if y0.dtype == torch.float64 else torch.float32,
                       device=y0.device)
-    y = odeint(counted, y0, vs, method=solver, rtol=rtol, atol=atol, options={"norm": _per_sample_rms})[-1]
+    # step_t: land on v1 exactly; by default torchdiffeq steps past it and interpolates back, which
+    # evaluates the model outside [eps, T] (at t <= 0 a sigma-scaled network returns inf)
+    y = odeint(counted, y0, vs, method=solver, rtol=rtol, atol=atol,
+               options={"norm": _per_sample_rms, "step_t": vs[1:]})[-1]
     return y, calls[0]
 
 
