@@ -11,9 +11,10 @@ JSON (and a quality-vs-NFE PNG) under --out.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -22,6 +23,7 @@ from sde_score.io import write_json
 from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
 from sde_score.models import ScoreMLP
 from sde_score.plotting import log_log, pyplot, save_figure
+from sde_score.sampling.common import CountingScore
 
 FITTED = "fitted"  # stands for sde_score.optimized_schedule's levels, fitted once per (target, SDE, steps)
 
@@ -60,18 +62,16 @@ GAP_CONFIGS: List[tuple] = [
 ]
 
 
-def fitted_levels(target, sde, steps: int, seed: int):
-    """optimized_schedule's levels for this target's exact score, and the pilot's score evaluations
-    (made once, on 512 pilot points; not part of the per-sample NFE)."""
-    score, calls = target.score_fn(sde), [0]
-
-    def counted(x, t):
-        calls[0] += 1
-        return score(x, t)
-
-    levels = sde_score.optimized_schedule(counted, sde, steps, shape=(1,) + target.data_shape,
+@functools.lru_cache(maxsize=None)
+def fitted_levels(tname: str, sname: str, steps: int, seed: int) -> Tuple[Tuple[float, ...], int]:
+    """optimized_schedule's levels for a target's exact score, and the pilot's score evaluations
+    (512 pilot points; not part of the per-sample NFE).  Fitted once per (target, SDE, steps, seed)
+    and shared by every configuration that uses them."""
+    target, sde = sde_score.get_target(tname), sde_score.get_sde(sname)
+    score = CountingScore(target.score_fn(sde))
+    levels = sde_score.optimized_schedule(score, sde, steps, shape=(1,) + target.data_shape,
                                           generator=torch.Generator().manual_seed(seed + 2), progress=False)
-    return levels, calls[0]
+    return tuple(levels), score.nfe
 
 
 def run_quality(targets, sdes, n: int, seed: int, configs, progress: bool) -> List[Dict]:
@@ -86,7 +86,7 @@ def run_quality(targets, sdes, n: int, seed: int, configs, progress: bool) -> Li
             for label, method, steps, opts in configs:
                 pilot_nfe = 0
                 if opts.get("schedule") == FITTED:
-                    levels, pilot_nfe = fitted_levels(target, sde, steps, seed)
+                    levels, pilot_nfe = fitted_levels(tname, sname, steps, seed)
                     opts = dict(opts, schedule=levels)
                 x, info = sde_score.sample(target.score_fn(sde), sde, method, shape=(n,) + target.data_shape,
                                            steps=steps, generator=torch.Generator().manual_seed(seed),

@@ -32,6 +32,15 @@ def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
     return v
 
 
+def check_eps(eps: Any, sde) -> float:
+    """The smallest time of a sampler or likelihood as a float in (0, T); None means the SDE's
+    default_eps."""
+    eps = sde.default_eps if eps is None else check_number("eps", eps)
+    if not 0 < eps < sde.T:
+        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps}")
+    return eps
+
+
 def check_finite(name: str, x: torch.Tensor) -> torch.Tensor:
     """Raise ``ValueError`` if ``x`` holds NaN or inf, naming how many entries are bad."""
     if not torch.is_tensor(x):

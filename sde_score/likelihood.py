@@ -15,7 +15,7 @@ from typing import Optional, Union
 import torch
 from tqdm.auto import tqdm
 
-from .checks import check_choice, check_finite, check_int, check_number
+from .checks import check_choice, check_eps, check_finite, check_int
 from .sampling.api import resolve_model
 from .sampling.ode import PFODE, integrate
 from .sdes import SDE
@@ -85,9 +85,7 @@ def log_likelihood(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *,
     check_choice("divergence", divergence, DIVERGENCES)
     check_choice("noise", noise, NOISES)
     n_probes = check_int("n_probes", n_probes)
-    eps = check_number("eps", eps)
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps}")
+    eps = check_eps(eps, sde)
     if not torch.is_tensor(x) or x.dim() < 2:
         raise ValueError(f"x must be a tensor of shape (B, ...), got {getattr(x, 'shape', type(x))}")
     if data_shape is not None and tuple(x.shape[1:]) != data_shape:

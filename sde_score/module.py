@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from .checks import check_choice, check_int, check_number
+from .checks import check_choice, check_eps, check_int, check_number
 from .losses import LOSSES, ImportanceTimeSampler, loss_options
 from .sampling import sample
 from .sdes import SDE, bcast, get_sde
@@ -76,9 +76,7 @@ class ScoreModule(pl.LightningModule):
         if importance_sampling and not likelihood_weighting:
             raise ValueError("importance_sampling=True needs likelihood_weighting=True")
         self.parameterization = check_choice("parameterization", parameterization, PARAMETERIZATIONS)
-        self.eps = check_number("eps", eps, positive=True)
-        if self.eps >= self.sde.T:
-            raise ValueError(f"eps must be < T={self.sde.T}, got {eps}")
+        self.eps = check_eps(eps, self.sde)
         self.lr = check_number("lr", lr, positive=True)
         check_number("weight_decay", weight_decay, nonneg=True)
         check_int("warmup_steps", warmup_steps, minimum=0)

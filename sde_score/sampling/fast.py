@@ -96,8 +96,7 @@ def _prior_scaled(sde: SDE, shape, generator, device) -> torch.Tensor:
 def heun_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
                 generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
                 schedule: Union[str, Sequence[float]] = "karras", rho: float = 7.0, churn: float = 0.0,
-                s_tmin: float = 0.0,
-                s_tmax: float = float("inf"), s_noise: float = 1.0) -> torch.Tensor:
+                s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0) -> torch.Tensor:
     """EDM Algorithm 1 (``churn=0``) or 2: Heun steps between ``steps`` noise levels, then the exact
     denoising jump to sigma_e = 0.  NFE = 2 steps - 1.  ``churn`` adds noise back on levels in
     [s_tmin, s_tmax] (gamma = min(churn / steps, sqrt 2 - 1)); a churned level may not exceed the

@@ -20,7 +20,7 @@ from typing import Optional, Union
 
 import torch
 
-from ..checks import check_choice, check_int, check_number
+from ..checks import check_choice, check_eps, check_int
 from ..sdes import SDE, bcast
 from .common import CountingScore, SampleInfo, check_state, gaussian_like, progress_bar, time_grid, tweedie_denoise
 
@@ -152,9 +152,7 @@ def impute(model, x_known: torch.Tensor, mask: torch.Tensor, sde: Union[str, SDE
     score_fn, sde, data_shape, device = resolve_model(model, sde)
     mask = _check_inputs(x_known, mask, data_shape)
     steps = sde.N if steps is None else check_int("steps", steps, minimum=2)
-    eps = sde.default_eps if eps is None else check_number("eps", eps, positive=True)
-    if eps >= sde.T:
-        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps}")
+    eps = check_eps(eps, sde)
     counter = CountingScore(score_fn)
     fn = smc_impute if method == "smc" else replacement_impute
     start = time.perf_counter()

@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 
-from ..checks import check_int, check_number
+from ..checks import check_eps, check_int
 from ..sdes import SDE
 from .api import resolve_model, _resolve_shape
 from .fast import dpm_solver_sample, sigma_schedule
@@ -69,9 +69,7 @@ def optimized_schedule(model, sde: Union[str, SDE, None] = None, steps: int = 20
     fine_levels = check_int("fine_levels", fine_levels, minimum=steps)
     pilot_samples = check_int("pilot_samples", pilot_samples)
     shape = _resolve_shape(None if shape is None else (pilot_samples,) + tuple(shape)[1:], pilot_samples, data_shape)
-    eps = sde.default_eps if eps is None else check_number("eps", eps, positive=True)
-    if eps >= sde.T:
-        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps}")
+    eps = check_eps(eps, sde)
     sigmas = sigma_schedule(sde, fine_levels, eps, "log_snr")
     xs: List[torch.Tensor] = []
     Ds: List[torch.Tensor] = []
