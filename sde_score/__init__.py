@@ -10,6 +10,7 @@ from .targets import TARGETS, GaussianMixture, get_target, register_target
 from .sampling import (CORRECTORS, METHODS, PREDICTORS, SampleInfo, impute, ode_encode, optimized_schedule,
                        register_corrector, register_method, register_predictor, sample)
 from .likelihood import LikelihoodResult, log_likelihood
+from .models import NETWORKS, register_net
 
 __version__ = "0.1.0"
 
@@ -17,4 +18,5 @@ __all__ = ["Registry", "SDE", "SDES", "ReverseSDE", "SubVPSDE", "VESDE", "VPSDE"
            "register_sde", "TARGETS", "GaussianMixture", "get_target", "register_target", "CORRECTORS",
            "METHODS", "PREDICTORS", "SampleInfo", "ode_encode", "register_corrector", "register_method",
            "register_predictor", "sample", "optimized_schedule", "impute", "log_likelihood", "LikelihoodResult",
+           "NETWORKS", "register_net",
            "__version__"]

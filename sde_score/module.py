@@ -5,7 +5,6 @@ A ScoreModule follows the score-function protocol (``module(x, t)`` is the score
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any, Dict, Optional, Union
 
 import pytorch_lightning as pl
@@ -13,7 +12,9 @@ import torch
 from torch import nn
 
 from .checks import check_choice, check_eps, check_int, check_number
+from .checkpoints import read_checkpoint
 from .losses import LOSSES, ImportanceTimeSampler, loss_options
+from .models.registry import class_path_of, net_class, registered_net
 from .sampling import sample
 from .sdes import SDE, bcast, get_sde
 
@@ -21,23 +22,33 @@ PARAMETERIZATIONS = ("score", "energy")
 
 
 def build_net(net: Union[nn.Module, Dict[str, Any]]) -> nn.Module:
-    """An nn.Module, or one built from {"class_path": "pkg.mod.Class", "init_args": {...}}."""
+    """An nn.Module, or one built from {"class_path": ..., "init_args": {...}} where class_path names a
+    registered network (``sde_score.models.NETWORKS``).  Resolved by lookup: nothing is imported, so a
+    config or checkpoint cannot make this call arbitrary code."""
     if isinstance(net, nn.Module):
         return net
     if not isinstance(net, dict) or "class_path" not in net:
         raise ValueError(f"net must be an nn.Module or a dict with class_path/init_args, got {net!r}")
-    module, _, name = net["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    return cls(**net.get("init_args", {}))
+    unknown = set(net) - {"class_path", "init_args"}
+    if unknown:
+        raise ValueError(f"net config has unknown keys {sorted(unknown)}; accepted: class_path, init_args")
+    init_args = net.get("init_args") or {}
+    if not isinstance(init_args, dict):
+        raise ValueError(f"net init_args must be a mapping, got {init_args!r}")
+    return net_class(net["class_path"])(**init_args)
 
 
 def net_config(net: nn.Module) -> Dict[str, Any]:
+    """The class_path/init_args a checkpoint records to rebuild ``net`` (a registered network)."""
     cls = type(net)
+    if registered_net(class_path_of(cls)) is not cls:
+        raise ValueError(f"{cls.__name__} is not a registered network, so checkpoints could not rebuild it "
+                         f"safely; register it with @sde_score.register_net(\"name\") on the class")
     init_args = getattr(net, "init_args", None)
     if init_args is None:
         raise ValueError(f"{cls.__name__} does not record its constructor arguments (init_args); "
                          f"checkpoints could not rebuild it")
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(init_args)}
+    return {"class_path": class_path_of(cls), "init_args": dict(init_args)}
 
 
 class ScoreModule(pl.LightningModule):
@@ -189,8 +200,9 @@ class ScoreModule(pl.LightningModule):
 
     @classmethod
     def load(cls, path: str, map_location: Any = "cpu") -> "ScoreModule":
-        """Load a checkpoint (weights_only, i.e. no pickled code); its state_dict holds the EMA weights
+        """Load a checkpoint as plain data (``checkpoints.read_checkpoint``: no pickled objects, only
+        registered classes; nothing else is imported or called).  Its state_dict holds the EMA weights
         when the EMAWeightAveraging callback was used."""
-        module = cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+        _, stream = read_checkpoint(path, map_location)
+        module = cls.load_from_checkpoint(stream, map_location=map_location, weights_only=True)
         return module.eval()
-

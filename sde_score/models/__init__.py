@@ -1,6 +1,8 @@
 """Time-conditioned score (or energy) networks: ``net(x, t)`` with x (B, ...) and t (B,)."""
+from .registry import NETWORKS, net_class, register_net, registered_net
 from .embeddings import GaussianFourierEmbedding
 from .mlp import ScoreMLP
 from .unet import UNet
 
-__all__ = ["GaussianFourierEmbedding", "ScoreMLP", "UNet"]
+__all__ = ["NETWORKS", "net_class", "register_net", "registered_net", "GaussianFourierEmbedding", "ScoreMLP",
+           "UNet"]

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..checks import check_int
+from .registry import register_net
 from .embeddings import GaussianFourierEmbedding
 
 
@@ -26,6 +27,7 @@ class _ResBlock(nn.Module):
         return h + self.fc2(torch.nn.functional.silu(z))
 
 
+@register_net("score_mlp")
 class ScoreMLP(nn.Module):
     """Residual SiLU MLP conditioned on t through Gaussian Fourier features.
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .registry import register_net
 from .embeddings import GaussianFourierEmbedding
 
 
@@ -51,6 +52,7 @@ class _Attention(nn.Module):
         return x + self.proj(a.transpose(1, 2).reshape(b, c, h, w))
 
 
+@register_net("unet")
 class UNet(nn.Module):
     """Two resolutions (H, H/2), ``channels`` per level, optional attention at the lowest.
 
