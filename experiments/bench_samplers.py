@@ -23,7 +23,7 @@ from sde_score.io import write_json
 from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
 from sde_score.models import ScoreMLP
 from sde_score.plotting import log_log, pyplot, save_figure
-from sde_score.sampling.common import CountingScore
+from sde_score.sampling import CountingScore
 
 FITTED = "fitted"  # stands for sde_score.optimized_schedule's levels, fitted once per (target, SDE, steps)
 

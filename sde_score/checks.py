@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
+
+# The score protocol of the whole package: score(x (B, ...), t (B,)) -> tensor like x.
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def check_number(name: str, value: Any, *, positive: bool = False, nonneg: bool = False) -> float:

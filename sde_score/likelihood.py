@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checks import check_choice, check_eps, check_finite, check_int
-from .sampling.api import resolve_model
+from .sampling.model import counted_run, resolve_model
 from .sampling.ode import PFODE, integrate
 from .sdes import SDE
 from .transforms import IDENTITY, AffineScaler

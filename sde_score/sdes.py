@@ -3,21 +3,22 @@
 Song et al. 2021, "Score-Based Generative Modeling through SDEs", Sec. 3 and App. B-C.
 Every SDE here is linear in x with an isotropic Gaussian kernel,
     p_0t(x_t | x_0) = N(x_t; alpha(t) x_0, sigma(t)^2 I),
-so each subclass only states its drift/diffusion, ``alpha_sigma(t)``, its prior and its
-discretisation.  Shapes: ``x`` is (B, ...), ``t`` is (B,) (a float is broadcast).
+so a subclass states only ``_drift_diffusion``, ``_alpha_sigma``, ``default_eps`` and ``hparams``
+and gets every sampler and the likelihood: the discretisation defaults to Euler-Maruyama and the
+inverse of sigma(t)/alpha(t) to a bisection; VE, VP and sub-VP override both with their closed
+forms (NCSN / DDPM chains, exact inverses).  Shapes: ``x`` is (B, ...), ``t`` is (B,) (a float is
+broadcast).
 """
 from __future__ import annotations
 
 import abc
 import math
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .checks import check_finite, check_int, check_number
+from .checks import ScoreFn, check_finite, check_int, check_number
 from .registry import Registry
-
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 SDES: Registry[type] = Registry("SDE")
 register_sde = SDES.register
@@ -61,13 +62,23 @@ class SDE(abc.ABC):
     def _alpha_sigma(self, t: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         ...
 
-    @abc.abstractmethod
     def _t_from_edm_sigma(self, s: torch.Tensor) -> torch.Tensor:
-        ...
+        """Inverse of sigma(t)/alpha(t) by bisection on [0, T] (it increases with t for every SDE
+        with a Gaussian kernel that forgets the data); 60 halvings reach float64 resolution."""
+        target = s.double()
+        lo, hi = torch.zeros_like(target), torch.full_like(target, self.T)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            alpha, sigma = self._alpha_sigma(mid)
+            below = sigma / alpha < target
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        return (0.5 * (lo + hi)).to(s.dtype)
 
-    @abc.abstractmethod
     def _discretize(self, x: torch.Tensor, t: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        ...
+        """Euler-Maruyama with dt = T / N: f = f(x, t) dt, G = g(t) sqrt(dt) (the paper code's default)."""
+        dt = self.T / self.N
+        drift, g = self._drift_diffusion(x, t)
+        return drift * dt, g * math.sqrt(dt)
 
     @property
     def prior_std(self) -> float:
@@ -94,6 +105,11 @@ class SDE(abc.ABC):
     def sde(self, x: torch.Tensor, t) -> Tuple[torch.Tensor, torch.Tensor]:
         """Drift f(x, t) (like x) and diffusion g(t) (B,) of the forward SDE (eq. 5)."""
         return self._drift_diffusion(x, self.check_t(t, x))
+
+    def diffusion(self, t) -> torch.Tensor:
+        """Diffusion coefficient g(t) (B,) of the forward SDE (eq. 5); it does not depend on x."""
+        t = self.check_t(t)
+        return self._drift_diffusion(t.reshape(-1, 1), t.reshape(-1))[1]
 
     def alpha_sigma(self, t) -> Tuple[torch.Tensor, torch.Tensor]:
         """Kernel coefficients: p_0t(x_t | x_0) = N(alpha(t) x_0, sigma(t)^2 I); each (B,)."""

@@ -70,7 +70,7 @@ CASES = {
                                                 corrector="annealed_langevin"),
     "pc_subvp_em_nocorr": lambda: _sample("subvp", "pc", steps=30, predictor="euler_maruyama", corrector="none"),
     "annealed_langevin": lambda: _sample("ve", "annealed_langevin", steps=10, n_steps_each=5, denoise=True),
-    "langevin": lambda: _sample("ve", "langevin", steps=50),
+    "langevin": lambda: _sample("ve", "langevin", n_steps=50),
     "sde_euler_vp": lambda: _sample("vp", "sde", steps=30),
     "sde_milstein_ve": lambda: _sample("ve", "sde", steps=30, solver="milstein"),
     "ode_vp": lambda: _sample("vp", "ode", rtol=1e-4, atol=1e-4),

@@ -60,10 +60,8 @@ def test_torchsde_variants(ring, opts):
 def test_ode_rk45_agrees_with_torch_solver(ring):
     sde = get_sde("vp")
     x_T = sde.prior_sampling((200, 2), torch.Generator().manual_seed(3))
-    from sde_score.sampling.ode import ode_sample
-    a = ode_sample(ring.score_fn(sde), sde, x_T.shape, eps=1e-3, x_init=x_T, solver="dopri5", progress=False)
-    b = ode_sample(ring.score_fn(sde), sde, x_T.shape, eps=1e-3, x_init=x_T, solver="rk45",
-                   time_variable="t", progress=False)
+    a = sample(ring.score_fn(sde), sde, "ode", x_T=x_T, eps=1e-3, solver="dopri5", progress=False)
+    b = sample(ring.score_fn(sde), sde, "ode", x_T=x_T, eps=1e-3, solver="rk45", time_variable="t", progress=False)
     # both solve the same deterministic ODE to rtol = atol = 1e-5
     assert (a - b).abs().max() < 1e-2
 
@@ -100,7 +98,8 @@ def test_annealed_langevin_is_pc_with_annealed_corrector(ring):
                generator=torch.Generator().manual_seed(6), **kw)
     # eps=0 (exactly NCSN's sigma_min) is reserved to the NCSN method: compare with pc_sample itself
     from sde_score.sampling.pc import pc_sample
-    b = pc_sample(ring.score_fn(sde), sde, (50, 2), steps=20, eps=0.0, generator=torch.Generator().manual_seed(6),
+    gen = torch.Generator().manual_seed(6)
+    b = pc_sample(ring.score_fn(sde), sde, sde.prior_sampling((50, 2), gen), steps=20, eps=0.0, generator=gen,
                   progress=False, predictor="none", corrector="annealed_langevin",
                   snr=1e-5 ** 0.5 / (2 * sde.sigma_min), n_corrector_steps=3, denoise=False)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -109,7 +108,8 @@ def test_annealed_langevin_is_pc_with_annealed_corrector(ring):
 @pytest.mark.parametrize("method", ["pc", "ode", "sde", "langevin", "annealed_langevin"])
 def test_same_seed_same_samples_and_no_output(ring, method, capfd):
     sde = get_sde("ve")
-    kw = dict(shape=(64, 2), steps=10, progress=False)
+    kw = dict(shape=(64, 2), progress=False, **({"n_steps": 10} if method == "langevin" else
+                                                 {} if method == "ode" else {"steps": 10}))
     a = sample(ring.score_fn(sde), sde, method, generator=torch.Generator().manual_seed(7), **kw)
     b = sample(ring.score_fn(sde), sde, method, generator=torch.Generator().manual_seed(7), **kw)
     c = sample(ring.score_fn(sde), sde, method, generator=torch.Generator().manual_seed(8), **kw)
@@ -162,13 +162,19 @@ class _FakeModule:
     (dict(corrector="hmc"), ValueError, "unknown corrector 'hmc'; registered: .*langevin"),
     (dict(sde="cld"), ValueError, "unknown SDE 'cld'"),
     (dict(snr=-1.0), ValueError, "snr must be > 0"),
-    (dict(tol=1e-3), ValueError, r"unknown option\(s\) tol for method 'pc'; accepted: predictor"),
+    (dict(tol=1e-3), ValueError, r"unknown option\(s\) tol for method 'pc'; accepted: steps, eps, after_step, predictor"),
     (dict(eps=1.5), ValueError, r"eps must lie in \(0, T=1.0\)"),
     (dict(eps=0.0), ValueError, r"eps must lie in \(0, T=1.0\)"),
     (dict(steps=0), ValueError, "steps must be an integer >= 1"),
     (dict(shape=(0, 2)), ValueError, "shape must be the full batch shape"),
     (dict(shape=None), ValueError, "give shape="),
-    (dict(method="ode", solver="euler"), ValueError, "unknown solver 'euler'"),
+    (dict(method="ode", solver="euler", steps=None), ValueError, "unknown solver 'euler'"),
+    (dict(method="ode"), ValueError, r"unknown option\(s\) steps for method 'ode'; accepted: eps, solver"),
+    (dict(method="annealed_langevin", eps=0.1), ValueError,
+     r"unknown option\(s\) eps for method 'annealed_langevin'; accepted: steps, n_steps_each"),
+    (dict(method="langevin", steps=None, n_steps=0), ValueError, "n_steps must be an integer >= 1"),
+    (dict(x_T=torch.zeros(3, 2)), ValueError, r"x_T must be a tensor of shape \(4, 2\)"),
+    (dict(x_T=torch.full((4, 2), float("nan"))), ValueError, "x_T contains 8 non-finite"),
     (dict(method="sde", solver="rk45"), ValueError, "unknown solver 'rk45'"),
     (dict(method="annealed_langevin", sde="vp"), ValueError, "needs the 've' SDE"),
     (dict(predictor="ancestral", sde="subvp", steps=30), ValueError,
@@ -199,14 +205,37 @@ def test_non_finite_state_raises_naming_step(method):
         return torch.where(t[:, None] < 0.5, torch.full_like(x, float("nan")), -x)
 
     with pytest.raises(FloatingPointError, match=r"step \d+ \(t=0\.\d+"):
-        sample(bad_score, "vp", method, shape=(4, 2), steps=30, progress=False,
-               **({"step_size": 0.1} if method == "langevin" else {}))
+        sample(bad_score, "vp", method, shape=(4, 2), progress=False,
+               **({"step_size": 0.1, "n_steps": 30} if method == "langevin" else {} if method == "ode"
+                  else {"steps": 30}))
 
 
 def test_ode_encode_inverts_sampling(ring):
     sde = get_sde("vp")
     x_T = sde.prior_sampling((100, 2), torch.Generator().manual_seed(9))
-    from sde_score.sampling.ode import ode_sample
-    x = ode_sample(ring.score_fn(sde), sde, x_T.shape, eps=1e-3, x_init=x_T, denoise=False, progress=False)
+    x = sample(ring.score_fn(sde), sde, "ode", x_T=x_T, eps=1e-3, denoise=False, progress=False)
     z = sde_score.ode_encode(ring.score_fn(sde), x, sde, eps=1e-3)
     assert (z - x_T).abs().max() < 1e-2
+
+
+@pytest.mark.parametrize("method", ["pc", "sde", "ode", "heun", "dpm_solver", "sde_adaptive", "annealed_langevin",
+                                    "langevin"])
+def test_x_T_and_callback_for_every_method(ring, method):
+    """x_T is the start of every method (same x_T, same seed -> same samples; another x_T -> others) and
+    the one callback sees steps with the same fields everywhere."""
+    sde = get_sde("ve")
+    opts = {"langevin": dict(n_steps=5), "ode": dict(rtol=1e-3, atol=1e-3), "sde_adaptive": dict(rtol=0.1),
+            "heun": dict(steps=4), "dpm_solver": dict(steps=4)}.get(method, dict(steps=5))
+    x_T = sde.prior_sampling((16, 2), torch.Generator().manual_seed(1))
+    steps_seen = []
+
+    def run(start, cb=None):
+        return sample(ring.score_fn(sde), sde, method, x_T=start, generator=torch.Generator().manual_seed(2),
+                      progress=False, callback=cb, **opts)
+
+    a = run(x_T, steps_seen.append)
+    assert torch.equal(a, run(x_T.clone())) and not torch.equal(a, run(x_T + 1.0))
+    assert steps_seen and all(s.x.shape == x_T.shape and isinstance(s.t, float) and isinstance(s.sigma, float)
+                              for s in steps_seen)
+    assert [s.i for s in steps_seen][:3] == [0, 1, 2]
+    assert torch.equal(steps_seen[0].x, x_T) or method == "dpm_solver" or method == "heun"

@@ -6,7 +6,7 @@ import torch
 
 from sde_score import get_sde, get_target, impute, optimized_schedule, sample
 from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
-from sde_score.sampling.fast import sigma_schedule
+from sde_score.sampling.schedules import sigma_schedule
 
 from samplers_helpers import assert_mixture_moments, assert_mode_moments, assert_tv_below
 
@@ -68,10 +68,10 @@ def test_heun_churn_and_adaptive_sde():
 def test_brownian_path_survives_rejections():
     # reject every full step whose increment is large and redo it in halves: with fresh noise on the
     # retry the accepted path is too tame (variance 0.54 t); the bridge keeps it exactly N(0, t)
-    from sde_score.sampling.fast import _BrownianPath
+    from sde_score.sampling.brownian import BrownianPath
 
     B, f64 = 20000, dict(dtype=torch.float64)
-    path = _BrownianPath(torch.zeros(B, 1, **f64), torch.Generator().manual_seed(0), tol=1e-12)
+    path = BrownianPath(torch.zeros(B, 1, **f64), torch.Generator().manual_seed(0), tol=1e-12)
     t, h, total = torch.zeros(B, **f64), torch.full((B,), 0.25, **f64), torch.zeros(B, 1, **f64)
     for _ in range(40):
         step = torch.minimum(h, 1 - t)
@@ -171,7 +171,7 @@ def _gaussian_ode_error(steps: int, method: str = "dpm_solver", relative: bool =
     target (``relative``: the largest |x / exact - 1|, i.e. the error of the samples' std factor):
     for data N(mu, diag(lam)), x_hat(sigma) - mu = (x_hat_T - mu) sqrt(lam + sigma^2) / sqrt(lam + sigma_T^2),
     and the final denoising step gives mu + lam / (lam + sigma^2) (x_hat - mu)."""
-    from sde_score.sampling.fast import _prior_scaled
+    from sde_score.sampling.denoiser import Denoiser
     from sde_score.targets import GaussianMixture
 
     mu, lam = torch.tensor([[1.0, -2.0]], dtype=torch.float64), torch.tensor([[0.04, 0.5]], dtype=torch.float64)
@@ -181,9 +181,9 @@ def _gaussian_ode_error(steps: int, method: str = "dpm_solver", relative: bool =
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)  # errors down to 1e-9 need float64 end to end
     try:
-        x_T = _prior_scaled(sde, (200, 2), torch.Generator().manual_seed(0), None)
-        x = sample(target.score_fn(sde), sde, method, shape=(200, 2), steps=steps,
-                   generator=torch.Generator().manual_seed(0), progress=False, **opts)
+        x_T = sde.prior_sampling((200, 2), torch.Generator().manual_seed(0))
+        x = sample(target.score_fn(sde), sde, method, x_T=x_T, steps=steps, progress=False, **opts)
+        x_T = Denoiser(sde, target.score_fn(sde)).to_scaled(x_T)
     finally:
         torch.set_default_dtype(default)
     x_hat = mu + (x_T - mu) * torch.sqrt(lam + s_min ** 2) / torch.sqrt(lam + s_T ** 2)

@@ -1,11 +1,22 @@
-"""Sampling from score models: ``sample(model, sde, method, ...)`` and the PF-ODE encoder."""
-from .api import METHODS, register_method, sample, ode_encode, resolve_model
-from .common import SampleInfo, tweedie_denoise
-from .impute import impute
-from .ode import PFODE, integrate
-from .schedules import optimized_schedule
-from .pc import CORRECTORS, PREDICTORS, Corrector, Predictor, register_corrector, register_predictor
+"""Sampling from score models: ``sample(model, sde, method, ...)``, the PF-ODE encoder, imputation.
 
-__all__ = ["METHODS", "register_method", "sample", "ode_encode", "resolve_model", "SampleInfo",
-           "tweedie_denoise", "impute", "PFODE", "integrate", "CORRECTORS", "PREDICTORS", "Corrector", "Predictor",
-           "register_corrector", "register_predictor", "optimized_schedule"]
+Modules: ``api`` (entry points), ``methods`` (registry and contract), ``model`` (model resolution,
+counted runs, SampleInfo), ``state`` (checks, noise, progress, callback record), ``schedules`` (time
+grids and noise levels), ``denoiser`` (Tweedie / EDM denoiser); one module per method: ``pc``,
+``langevin``, ``reverse_sde``, ``ode``, ``heun``, ``dpm_solver``, ``sde_adaptive`` (with
+``brownian``); ``impute``.
+"""
+from .api import ode_encode, sample
+from .denoiser import Denoiser, final_denoise, tweedie_denoise
+from .impute import impute
+from .methods import METHODS, register_method
+from .model import CountingScore, SampleInfo, counted_run, resolve_model, resolve_shape
+from .ode import PFODE, integrate
+from .pc import CORRECTORS, PREDICTORS, Corrector, Predictor, register_corrector, register_predictor
+from .schedules import optimized_schedule, sigma_schedule, time_grid
+from .state import SamplerStep
+
+__all__ = ["METHODS", "register_method", "sample", "ode_encode", "resolve_model", "resolve_shape", "counted_run",
+           "CountingScore", "SampleInfo", "SamplerStep", "Denoiser", "final_denoise", "tweedie_denoise", "impute",
+           "PFODE", "integrate", "CORRECTORS", "PREDICTORS", "Corrector", "Predictor", "register_corrector",
+           "register_predictor", "optimized_schedule", "sigma_schedule", "time_grid"]

@@ -15,14 +15,16 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Optional, Union
 
 import torch
 
 from ..checks import check_choice, check_eps, check_int
 from ..sdes import SDE, bcast
-from .common import CountingScore, SampleInfo, check_state, gaussian_like, progress_bar, time_grid, tweedie_denoise
+from .denoiser import final_denoise
+from .model import counted_run, resolve_model
+from .schedules import time_grid
+from .state import check_state, gaussian_like, progress_bar
 
 IMPUTE_METHODS = ("smc", "replacement")
 
@@ -107,7 +109,7 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
             x = x[rows.flatten()]
             log_w[low] = 0.0
     if denoise:
-        x = tweedie_denoise(sde, score_fn, x, torch.full((B * K,), eps, device=x.device, dtype=x.dtype))
+        x = final_denoise(sde, score_fn, x, eps)
     pick = torch.multinomial(torch.softmax(log_w, 1), 1, generator=generator).flatten()
     x = x.reshape((B, K) + x.shape[1:])[torch.arange(B, device=x.device), pick]
     return torch.where(mask, x_known, x)
@@ -126,8 +128,9 @@ def replacement_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Te
         mean, std = sde.marginal_prob(y, t)
         return torch.where(mask, mean + bcast(std, y) * gaussian_like(y, generator), x), torch.where(mask, mean, x_mean)
 
-    x = pc_sample(score_fn, sde, x_known.shape, steps=steps, eps=eps, generator=generator, device=x_known.device,
-                  progress=progress, after_step=replace, **pc_options)
+    x_T = sde.prior_sampling(x_known.shape, generator, device=x_known.device)
+    x = pc_sample(score_fn, sde, x_T, steps=steps, eps=eps, generator=generator, progress=progress,
+                  after_step=replace, **pc_options)
     return torch.where(mask, x_known, x)
 
 
@@ -146,17 +149,12 @@ def impute(model, x_known: torch.Tensor, mask: torch.Tensor, sde: Union[str, SDE
         steps: reverse-time steps (default sde.N); eps: final time (default sde.default_eps).
     Returns (B, ...) with the known entries equal to x_known, or (samples, SampleInfo).
     """
-    from .api import resolve_model
-
     check_choice("method", method, IMPUTE_METHODS)
     score_fn, sde, data_shape, device = resolve_model(model, sde)
     mask = _check_inputs(x_known, mask, data_shape)
     steps = sde.N if steps is None else check_int("steps", steps, minimum=2)
     eps = check_eps(eps, sde)
-    counter = CountingScore(score_fn)
     fn = smc_impute if method == "smc" else replacement_impute
-    start = time.perf_counter()
-    with torch.no_grad():
+    with counted_run(score_fn, f"impute[{method}]") as (counter, info):
         x = fn(counter, sde, x_known, mask, steps=steps, eps=eps, generator=generator, progress=progress, **options)
-    info = SampleInfo(nfe=counter.nfe, wall_time=time.perf_counter() - start, method=f"impute[{method}]")
     return (x, info) if return_info else x

@@ -2,48 +2,56 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 
-from ..checks import check_int, check_number
+from ..checks import ScoreFn, check_int, check_number
 from ..sdes import SDE, VESDE
-from .common import ScoreFn, check_state, gaussian_like, progress_bar, tweedie_denoise
+from .denoiser import final_denoise
+from .methods import register_method
 from .pc import pc_sample
+from .state import Callback, SamplerStep, check_state, gaussian_like, progress_bar
 
 
-def langevin_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
-                    generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
-                    step_size: float = 0.01, n_steps: Optional[int] = None,
-                    init: Union[str, torch.Tensor] = "uniform", init_range: float = 8.0) -> torch.Tensor:
+def uniform_box(shape, init_range: float, generator: Optional[torch.Generator], device=None) -> torch.Tensor:
+    """Starting points uniform in [-init_range, init_range]^D (B, ...)."""
+    r = check_number("init_range", init_range, positive=True)
+    return (2 * torch.rand(tuple(shape), generator=generator, device=device) - 1) * r
+
+
+@register_method("langevin", prior_start=False)
+def langevin_sample(score_fn: ScoreFn, sde: SDE, x: Optional[torch.Tensor], *, eps: float,
+                    generator: Optional[torch.Generator] = None, progress: bool = True,
+                    callback: Optional[Callback] = None, step_size: float = 0.01, n_steps: int = 1000,
+                    init_range: float = 8.0, shape=None, device=None) -> torch.Tensor:
     """Un-annealed Langevin MCMC x <- x + step s(x, eps) + sqrt(2 step) z with the score at the
-    smallest noise level only, from a uniform box [-init_range, init_range]^D or a given tensor.
-    The baseline whose wrong mode weights on separated mixtures motivated annealing (NCSN Sec. 3)."""
+    smallest noise level only, ``n_steps`` times from x (x_T when one is given; x None: uniform in
+    the box [-init_range, init_range]^D of ``shape`` on ``device``).  The baseline whose wrong
+    mode weights on separated mixtures motivated annealing (NCSN Sec. 3)."""
     step_size = check_number("step_size", step_size, positive=True)
-    n_steps = check_int("n_steps", steps if n_steps is None else n_steps)
-    if isinstance(init, str):
-        if init != "uniform":
-            raise ValueError(f"init must be 'uniform' or a tensor, got {init!r}")
-        r = check_number("init_range", init_range, positive=True)
-        x = (2 * torch.rand(tuple(shape), generator=generator, device=device) - 1) * r
-    else:
-        if tuple(init.shape) != tuple(shape):
-            raise ValueError(f"init must have shape {tuple(shape)}, got {tuple(init.shape)}")
-        x = init.to(device) if device is not None else init.clone()
+    n_steps = check_int("n_steps", n_steps)
+    if x is None:
+        x = uniform_box(shape, init_range, generator, device)
     t = torch.full((x.shape[0],), eps, device=x.device, dtype=x.dtype)
+    sigma = float(sde.edm_sigma(torch.tensor([eps], dtype=torch.float64)))
     for i in progress_bar(range(n_steps), progress, "langevin"):
+        if callback is not None:
+            callback(SamplerStep(i, eps, sigma, x))
         x = x + step_size * score_fn(x, t) + math.sqrt(2 * step_size) * gaussian_like(x, generator)
         check_state(x, i, eps)
     return x
 
 
-def annealed_langevin_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
-                             generator: Optional[torch.Generator] = None, device=None,
-                             progress: bool = True, n_steps_each: int = 1, step_lr: float = 2e-5,
+@register_method("annealed_langevin")
+def annealed_langevin_sample(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, steps: int,
+                             generator: Optional[torch.Generator] = None, progress: bool = True,
+                             callback: Optional[Callback] = None, n_steps_each: int = 1, step_lr: float = 2e-5,
                              denoise: bool = False) -> torch.Tensor:
-    """NCSN annealed Langevin (Song & Ermon 2019, Alg. 1) on ``steps`` geometric noise levels
-    sigma_max ... sigma_min, ``n_steps_each`` Langevin steps of size alpha_i = step_lr sigma_i^2 /
-    sigma_L^2 per level (NCSN used 10 levels x 100 steps).
+    """NCSN annealed Langevin (Song & Ermon 2019, Alg. 1) from x on ``steps`` geometric noise levels
+    sigma_max ... sigma_min (the VE grid from T down to t = 0, where sigma = sigma_min), with
+    ``n_steps_each`` Langevin steps of size alpha_i = step_lr sigma_i^2 / sigma_L^2 per level (NCSN
+    used 10 levels x 100 steps).
 
     This is PC sampling with no predictor and the annealed Langevin corrector on the VE SDE: the
     corrector's step 2 (snr sigma_i)^2 equals alpha_i / 2 when snr = sqrt(step_lr) / (2 sigma_L).
@@ -54,9 +62,7 @@ def annealed_langevin_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, 
                          f"use method='pc' with corrector='annealed_langevin' for other SDEs")
     step_lr = check_number("step_lr", step_lr, positive=True)
     snr = math.sqrt(step_lr) / (2 * sde.sigma_min)
-    x = pc_sample(score_fn, sde, shape, steps=steps, eps=eps, generator=generator, device=device,
-                  progress=progress, predictor="none", corrector="annealed_langevin", snr=snr,
+    x = pc_sample(score_fn, sde, x, steps=steps, eps=0.0, generator=generator, progress=progress,
+                  callback=callback, predictor="none", corrector="annealed_langevin", snr=snr,
                   n_corrector_steps=n_steps_each, denoise=False)
-    if denoise:
-        x = tweedie_denoise(sde, score_fn, x, torch.full((x.shape[0],), eps, device=x.device, dtype=x.dtype))
-    return x
+    return final_denoise(sde, score_fn, x, 0.0) if denoise else x

@@ -14,9 +14,11 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from ..checks import check_choice, check_number
+from ..checks import ScoreFn, check_choice, check_number
 from ..sdes import SDE, bcast
-from .common import ScoreFn, check_state, tweedie_denoise
+from .denoiser import final_denoise
+from .methods import register_method
+from .state import Callback, SamplerStep, check_state
 
 TIME_VARIABLES = ("t", "sigma", "log_sigma")
 TORCH_SOLVERS = ("dopri5", "bosh3", "adaptive_heun", "dopri8")
@@ -26,11 +28,12 @@ SOLVERS = TORCH_SOLVERS + ("rk45",)
 class PFODE:
     """dx/dv of the probability-flow ODE in the integration variable v ('t', 'sigma', 'log_sigma')."""
 
-    def __init__(self, sde: SDE, score_fn: ScoreFn, time_variable: str = "t") -> None:
+    def __init__(self, sde: SDE, score_fn: ScoreFn, time_variable: str = "t",
+                 callback: Optional[Callback] = None) -> None:
         self.sde = sde
         self.rsde = sde.reverse(score_fn, probability_flow=True)
         self.time_variable = check_choice("time_variable", time_variable, TIME_VARIABLES)
-        self.calls = 0
+        self.calls, self.callback = 0, callback
 
     def to_var(self, t: float) -> float:
         if self.time_variable == "t":
@@ -48,12 +51,15 @@ class PFODE:
     def __call__(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         # clamp: u -> t round-off can land a hair outside [0, T] at the ends of the span
         t = self.to_t(v.to(x.dtype)).reshape(()).expand(x.shape[0]).clamp(0, self.sde.T)
+        if self.callback is not None:
+            t0 = float(t[0])
+            self.callback(SamplerStep(self.calls, t0, float(self.sde.edm_sigma(torch.tensor([t0]).double())), x))
         drift, _ = self.rsde.sde(x, t)
         self.calls += 1
         check_state(drift, self.calls, t[0])
         if self.time_variable == "t":
             return drift
-        _, g = self.sde._drift_diffusion(x, t)
+        g = self.sde.diffusion(t)
         alpha, sigma = self.sde.alpha_sigma(t)
         dt_du = 2 * sigma ** 2 / g ** 2
         if self.time_variable == "sigma":  # du/dsigma_edm = 1 / sigma_edm
@@ -115,16 +121,14 @@ def integrate(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: to
     return y, calls[0]
 
 
-def ode_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: Optional[int] = None, eps: float,
-               generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
-               solver: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
-               time_variable: str = "t", denoise: bool = True,
-               x_init: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Sample by integrating the PF-ODE from x_T ~ prior at T down to eps (adaptive; ``steps`` is
-    unused), then, with ``denoise``, Tweedie's posterior mean at eps.  Returns (B, ...)."""
-    ode = PFODE(sde, score_fn, time_variable)
-    x = sde.prior_sampling(shape, generator, device=device) if x_init is None else x_init
+@register_method("ode")
+def ode_sample(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, eps: float,
+               generator: Optional[torch.Generator] = None, progress: bool = True,
+               callback: Optional[Callback] = None, solver: str = "dopri5", rtol: float = 1e-5,
+               atol: float = 1e-5, time_variable: str = "t", denoise: bool = True) -> torch.Tensor:
+    """Sample by integrating the PF-ODE from x_T = x at T down to eps (adaptive steps; ``callback``
+    sees every drift evaluation, stages included), then, with ``denoise``, Tweedie's posterior mean
+    at eps.  ``generator`` is unused (deterministic given x_T).  Returns (B, ...)."""
+    ode = PFODE(sde, score_fn, time_variable, callback)
     x, _ = integrate(ode, x, ode.to_var(sde.T), ode.to_var(eps), solver=solver, rtol=rtol, atol=atol)
-    if denoise:
-        x = tweedie_denoise(sde, score_fn, x, torch.full((x.shape[0],), eps, device=x.device, dtype=x.dtype))
-    return x
+    return final_denoise(sde, score_fn, x, eps) if denoise else x

@@ -10,10 +10,12 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from ..checks import check_int, check_number
+from ..checks import ScoreFn, check_int, check_number
 from ..registry import Registry
 from ..sdes import SDE, bcast
-from .common import ScoreFn, check_state, gaussian_like, progress_bar, time_grid
+from .methods import register_method
+from .schedules import time_grid
+from .state import Callback, SamplerStep, check_state, gaussian_like, progress_bar
 
 PREDICTORS: Registry[type] = Registry("predictor")
 CORRECTORS: Registry[type] = Registry("corrector")
@@ -130,28 +132,34 @@ class NoCorrector(Corrector):
         raise NotImplementedError
 
 
-def pc_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
-              generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
+AfterStep = Callable[[torch.Tensor, torch.Tensor, float], Step]
+
+
+@register_method("pc")
+def pc_sample(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, steps: int, eps: float,
+              generator: Optional[torch.Generator] = None, progress: bool = True,
+              callback: Optional[Callback] = None, after_step: Optional[AfterStep] = None,
               predictor: str = "reverse_diffusion", corrector: str = "langevin", snr: float = 0.16,
-              n_corrector_steps: int = 1, denoise: bool = True, x_init: Optional[torch.Tensor] = None,
-              after_step: Optional[Callable[[torch.Tensor, torch.Tensor, float], Step]] = None) -> torch.Tensor:
-    """Predictor-corrector sampler (Alg. 1-3) on the grid t_i = linspace(T, eps, steps).
+              n_corrector_steps: int = 1, denoise: bool = True) -> torch.Tensor:
+    """Predictor-corrector sampler (Alg. 1-3) from x_T = x on the grid t_i = linspace(T, eps, steps).
 
     The SDE is re-discretised with N = ``steps`` so discrete predictors use the same noise levels
     as the grid.  With ``denoise`` the last predictor step adds no noise (the paper's code).
-    ``after_step(x, x_mean, t_next) -> (x, x_mean)`` may project the state after each step
-    (replacement imputation).
-    Returns samples of ``shape`` (B, ...).
+    ``after_step(x, x_mean, t_next) -> (x, x_mean)``: the public projection hook, called after each
+    step with the state, its noise-free mean and the time reached; what it returns replaces them
+    (replacement imputation and inverse problems project onto their constraint here).
+    Returns samples (B, ...).
     """
     sde = sde if steps == sde.N else sde.with_N(steps)
     pred = PREDICTORS.get(predictor)(sde, score_fn)
     corr = CORRECTORS.get(corrector)(sde, score_fn, snr, n_corrector_steps)
-    x = sde.prior_sampling(shape, generator, device=device) if x_init is None else x_init
     ts = time_grid(sde, steps, eps, x.device)
     dt = (sde.T - eps) / max(steps - 1, 1)
     x_mean = x
     for i in progress_bar(range(steps), progress, f"pc[{predictor}+{corrector}]"):
         t = ts[i].expand(x.shape[0])
+        if callback is not None:
+            callback(SamplerStep(i, float(ts[i]), float(sde.edm_sigma(ts[i:i + 1].double())), x))
         x, x_mean = corr.update(x, t, generator)
         x, x_mean = pred.update(x, t, dt, generator)
         if after_step is not None:

@@ -1,6 +1,12 @@
-"""Noise-level schedules fitted to a model: few steps spent where a coarse step errs most.
+"""Every time grid and noise-level schedule a sampler steps on.
 
-A pilot batch is solved along the PF-ODE on a fine log-SNR grid (DPM-Solver++(2M), ``fine_levels``
+- ``time_grid``: ``steps`` times equally spaced from T down to eps (the paper's grid; PC, Langevin,
+  imputation).
+- ``sigma_schedule``: ``steps`` decreasing noise levels sigma_e = sigma(t)/alpha(t) for the few-step
+  samplers: ``karras`` (EDM eq. 5), ``log_snr`` (DPM-Solver), ``time_uniform``, or given levels.
+- ``optimized_schedule``: levels fitted to a model, few steps spent where a coarse step errs most.
+
+Fitted levels (``optimized_schedule``): a pilot batch is solved along the PF-ODE on a fine log-SNR grid (DPM-Solver++(2M), ``fine_levels``
 levels).  A coarse first-order exponential-integrator step from fine level i to level j lands at
 x_hat' = (s_j / s_i) x_hat_i + (1 - s_j / s_i) D_i, while the fine solution is at x_hat_j; its cost is
 the mean KL divergence between N(x_hat', s_j^2 I) and N(x_hat_j, s_j^2 I), |x_hat' - x_hat_j|^2 / (2 s_j^2):
@@ -12,14 +18,66 @@ passed to ``sample(..., schedule=levels)``.
 """
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence, Union
 
 import torch
 
-from ..checks import check_eps, check_int
+from ..checks import check_choice, check_eps, check_int, check_number
 from ..sdes import SDE
-from .api import resolve_model, _resolve_shape
-from .fast import dpm_solver_sample, sigma_schedule
+from .model import resolve_model, resolve_shape
+
+
+def time_grid(sde: SDE, steps: int, eps: float, device) -> torch.Tensor:
+    """``steps`` equally spaced times from T down to eps (the paper's sampling grid)."""
+    return torch.linspace(sde.T, eps, steps, device=device)
+
+
+SCHEDULES = ("karras", "log_snr", "time_uniform")
+
+
+def sigma_schedule(sde: SDE, steps: Optional[int], eps: float, schedule: Union[str, Sequence[float]] = "karras",
+                   rho: float = 7.0) -> List[float]:
+    """``steps`` decreasing noise levels sigma_e from edm_sigma(T) to edm_sigma(eps) (``steps`` None:
+    as many as a given sequence holds).
+
+    karras: uniform in sigma^(1/rho) (EDM eq. 5); log_snr: uniform in log sigma_e (DPM-Solver's
+    'logSNR'); time_uniform: uniform in t (the paper's grid).  A sequence is taken as the levels
+    themselves (e.g. from ``sampling.schedules.optimized_schedule``): ``steps`` of them, strictly
+    decreasing and positive, the first edm_sigma(T) (where the prior sample lives)."""
+    if steps is None and not isinstance(schedule, str) and hasattr(schedule, "__len__"):
+        steps = len(schedule)  # explicit noise levels say how many there are
+    steps = check_int("steps", steps, minimum=2)
+    t = torch.tensor([sde.T, eps], dtype=torch.float64)
+    s_max, s_min = (float(v) for v in sde.edm_sigma(t))
+    if not isinstance(schedule, str):
+        return _check_levels(schedule, steps, s_max)
+    check_choice("schedule", schedule, SCHEDULES)
+    i = torch.linspace(0, 1, steps, dtype=torch.float64)
+    if schedule == "karras":
+        rho = check_number("rho", rho, positive=True)
+        s = (s_max ** (1 / rho) + i * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+    elif schedule == "log_snr":
+        s = torch.exp(math.log(s_max) + i * (math.log(s_min) - math.log(s_max)))
+    else:
+        s = sde.edm_sigma(sde.T + i * (eps - sde.T))
+    return s.tolist()
+
+
+def _check_levels(levels: Sequence[float], steps: int, s_max: float) -> List[float]:
+    try:
+        s = [float(v) for v in levels]
+    except (TypeError, ValueError):
+        raise ValueError(f"schedule must be one of {SCHEDULES} or a sequence of noise levels, got {levels!r}") from None
+    if len(s) != steps:
+        raise ValueError(f"the schedule has {len(s)} noise levels but steps={steps}; leave steps out or match them")
+    if not all(math.isfinite(v) and v > 0 for v in s) or any(b >= a for a, b in zip(s, s[1:])):
+        raise ValueError(f"noise levels must be positive, finite and strictly decreasing, got {s}")
+    if abs(s[0] - s_max) > 1e-6 * s_max:
+        raise ValueError(f"the first noise level must be the SDE's sigma_e(T) = {s_max:.6g} (the prior's level), "
+                         f"got {s[0]:.6g}")
+    return s
+
 
 
 def _step_costs(sigmas: List[float], xs: List[torch.Tensor], Ds: List[torch.Tensor]) -> torch.Tensor:
@@ -64,23 +122,25 @@ def optimized_schedule(model, sde: Union[str, SDE, None] = None, steps: int = 20
     The cost model is the exponential integrator's step, so the levels suit ``dpm_solver`` (on the
     exact mixtures, 20 levels bring 3M + corrector's log-density gap from -0.11 to within the
     statistical error, VE and VP); EDM Heun on them is far worse than on its own schedule."""
+    from .dpm_solver import dpm_solver_sample  # the fine solve is a sampler run; samplers import this module
+
     score_fn, sde, data_shape, model_device = resolve_model(model, sde)
     steps = check_int("steps", steps, minimum=2)
     fine_levels = check_int("fine_levels", fine_levels, minimum=steps)
     pilot_samples = check_int("pilot_samples", pilot_samples)
-    shape = _resolve_shape(None if shape is None else (pilot_samples,) + tuple(shape)[1:], pilot_samples, data_shape)
+    shape = resolve_shape(None if shape is None else (pilot_samples,) + tuple(shape)[1:], pilot_samples, data_shape)
     eps = check_eps(eps, sde)
     sigmas = sigma_schedule(sde, fine_levels, eps, "log_snr")
     xs: List[torch.Tensor] = []
     Ds: List[torch.Tensor] = []
 
-    def record(i, sigma, x_hat, denoised):
-        xs.append(x_hat)
-        Ds.append(denoised)
+    def record(step):  # the state in scaled coordinates and D at each fine level
+        xs.append(step.x / float(sde.alpha_sigma(torch.tensor([step.t], dtype=torch.float64))[0]))
+        Ds.append(step.denoised)
 
+    x_T = sde.prior_sampling(shape, generator, device=device if device is not None else model_device)
     with torch.no_grad():
-        dpm_solver_sample(score_fn, sde, shape, steps=fine_levels, eps=eps, generator=generator,
-                          device=device if device is not None else model_device, progress=progress, order=2,
-                          corrector=False, schedule=sigmas, callback=record)
+        dpm_solver_sample(score_fn, sde, x_T, sigmas=sigmas, generator=generator, progress=progress, order=2,
+                          corrector=False, callback=record)
     path = _cheapest_path(_step_costs(sigmas, xs, Ds), steps - 1)
     return [sigmas[p] for p in path]

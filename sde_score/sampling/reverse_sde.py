@@ -6,9 +6,11 @@ from typing import Optional
 
 import torch
 
-from ..checks import check_choice, check_number
+from ..checks import ScoreFn, check_choice, check_number
 from ..sdes import SDE, bcast
-from .common import ScoreFn, check_state, tweedie_denoise
+from .denoiser import final_denoise
+from .methods import register_method
+from .state import Callback, SamplerStep, check_state
 
 SDE_SOLVERS = ("euler", "milstein", "srk")
 
@@ -20,38 +22,43 @@ class _ReverseInS(torch.nn.Module):
     noise_type = "diagonal"
     sde_type = "ito"
 
-    def __init__(self, sde: SDE, score_fn: ScoreFn, shape) -> None:
+    def __init__(self, sde: SDE, score_fn: ScoreFn, shape, callback: Optional[Callback] = None) -> None:
         super().__init__()
         self.sde, self.rsde, self.shape = sde, sde.reverse(score_fn), tuple(shape)
-        self.calls = 0
+        self.calls, self.callback = 0, callback
 
     def _t(self, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (self.sde.T - s).to(y.dtype).clamp(0, self.sde.T).expand(y.shape[0])
 
     def f(self, s, y):
         self.calls += 1
-        drift, _ = self.rsde.sde(y.reshape(self.shape), self._t(s, y))
+        t = self._t(s, y)
+        if self.callback is not None:
+            t0 = float(t[0])
+            self.callback(SamplerStep(self.calls - 1, t0, float(self.sde.edm_sigma(torch.tensor([t0]).double())),
+                                      y.reshape(self.shape)))
+        drift, _ = self.rsde.sde(y.reshape(self.shape), t)
         check_state(drift, self.calls, self.sde.T - s)
         return -drift.reshape(y.shape)
 
     def g(self, s, y):
-        _, g = self.sde._drift_diffusion(y, self._t(s, y))
-        return bcast(g, y).expand_as(y)
+        return bcast(self.sde.diffusion(self._t(s, y)), y).expand_as(y)
 
 
-def sde_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
-               generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
-               solver: str = "euler", adaptive: bool = False, rtol: float = 1e-3, atol: float = 1e-3,
-               denoise: bool = True, x_init: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Integrate the reverse SDE from T to eps with ``torchsde.sdeint``: ``steps`` fixed steps, or
-    adaptive steps (``adaptive=True``, tolerances ``rtol``/``atol``, starting from T/steps).  The
-    Brownian path is seeded from ``generator``.  Returns (B, ...)."""
+@register_method("sde")
+def sde_sample(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, steps: int, eps: float,
+               generator: Optional[torch.Generator] = None, progress: bool = True,
+               callback: Optional[Callback] = None, solver: str = "euler", adaptive: bool = False,
+               rtol: float = 1e-3, atol: float = 1e-3, denoise: bool = True) -> torch.Tensor:
+    """Integrate the reverse SDE from x_T = x at T to eps with ``torchsde.sdeint``: ``steps`` fixed
+    steps, or adaptive steps (``adaptive=True``, tolerances ``rtol``/``atol``, starting from
+    (T - eps)/steps).  The Brownian path is seeded from ``generator``; ``callback`` sees every drift
+    evaluation.  Returns (B, ...)."""
     import torchsde
 
     check_choice("solver", solver, SDE_SOLVERS)
-    x = sde.prior_sampling(shape, generator, device=device) if x_init is None else x_init
     seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device if generator else None))
-    rev = _ReverseInS(sde, score_fn, x.shape)
+    rev = _ReverseInS(sde, score_fn, x.shape, callback)
     y0 = x.reshape(x.shape[0], -1)
     span = sde.T - eps
     ts = torch.tensor([0.0, span], dtype=y0.dtype, device=y0.device)
@@ -66,6 +73,4 @@ def sde_sample(score_fn: ScoreFn, sde: SDE, shape, *, steps: int, eps: float,
                              rtol=check_number("rtol", rtol, positive=True),
                              atol=check_number("atol", atol, positive=True), options=options)
     x = ys[-1].reshape(x.shape)
-    if denoise:
-        x = tweedie_denoise(sde, score_fn, x, torch.full((x.shape[0],), eps, device=x.device, dtype=x.dtype))
-    return x
+    return final_denoise(sde, score_fn, x, eps) if denoise else x

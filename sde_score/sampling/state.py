@@ -1,0 +1,44 @@
+"""The sampler state between steps: finiteness checks, noise draws, progress bars and the record
+passed to ``callback`` after each step."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class SamplerStep:
+    """What ``callback`` receives at each level ``i`` a method visits, before it steps from there:
+    the time ``t``, the noise level ``sigma`` = sigma(t)/alpha(t), the state ``x`` (B, ...) in model
+    space, and the denoiser's estimate of x_0 there (``denoised``) where the method computes one,
+    else None (it is never computed for the callback alone: that would cost model evaluations).
+    Adaptive ODE/SDE solvers call it at every drift evaluation, trial stages included."""
+
+    i: int
+    t: float
+    sigma: float
+    x: torch.Tensor
+    denoised: Optional[torch.Tensor] = None
+
+
+Callback = Callable[[SamplerStep], None]
+
+
+def check_state(x: torch.Tensor, step: int, t) -> None:
+    """Raise FloatingPointError naming the step and time if the sampler state is not finite."""
+    if not bool(torch.isfinite(x).all()):
+        t = float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
+        raise FloatingPointError(f"non-finite values in the sampler state at step {step} (t={t:.6g}); "
+                                 f"check the score model, the step count or the step size")
+
+
+def progress_bar(it: Iterable, progress: bool, desc: str, total: Optional[int] = None):
+    return tqdm(it, desc=desc, total=total, disable=not progress, leave=False, dynamic_ncols=True)
+
+
+def gaussian_like(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """Standard normal noise shaped like x, drawn from ``generator`` (on x's device)."""
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
