@@ -88,8 +88,8 @@ class SDE(abc.ABC):
     # -- public interface ---------------------------------------------------------------------
     def check_t(self, t, like: Optional[torch.Tensor] = None, *, name: str = "t") -> torch.Tensor:
         """Return t as a (B,) tensor (broadcasting a float), checking it lies in [0, T]."""
-        if not torch.is_tensor(t):
-            t = torch.tensor(check_number(name, t))
+        if not torch.is_tensor(t):  # a Python float keeps its float64 precision
+            t = torch.tensor(check_number(name, t), dtype=torch.float64)
         if like is not None:
             t = t.to(device=like.device, dtype=like.dtype if like.is_floating_point() else t.dtype)
             if t.dim() == 0:

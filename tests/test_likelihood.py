@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from sde_score import GaussianMixture, get_sde, get_target
+from sde_score import SDES, GaussianMixture, get_sde, get_target
 from sde_score.likelihood import log_likelihood
 from sde_score.transforms import AffineScaler
 
@@ -20,7 +20,7 @@ def points():
             for name in ("ring8", "gmm16d")}
 
 
-@pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
+@pytest.mark.parametrize("sde_name", SDES.names())
 @pytest.mark.parametrize("name", ["ring8", "gmm16d"])
 def test_exact_prior_isolates_solver_error(points, name, sde_name):
     target, sde = get_target(name), get_sde(sde_name)

@@ -4,6 +4,8 @@ ring8) and its per-mode moments within statistical error."""
 import pytest
 import torch
 
+from sde_score import SDES
+
 import sde_score
 from sde_score import get_sde, get_target, sample
 from sde_score.metrics import mode_weight_tv, tv_floor
@@ -22,10 +24,7 @@ CASES = [
     ("ve", "pc", dict(predictor="reverse_diffusion", corrector="langevin")),
     ("vp", "pc", dict(predictor="euler_maruyama", corrector="none")),
     ("vp", "sde", dict(solver="euler")),
-    ("ve", "ode", {}),
-    ("vp", "ode", {}),
-    ("subvp", "ode", {}),
-]
+] + [(name, "ode", {}) for name in SDES.names()]
 
 
 @pytest.mark.parametrize("sde_name,method,opts", CASES,

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from sde_score import get_sde, get_target, impute, optimized_schedule, sample
+from sde_score import SDES, get_sde, get_target, impute, optimized_schedule, sample
 from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
 from sde_score.sampling.schedules import sigma_schedule
 
@@ -16,7 +16,7 @@ from samplers_helpers import assert_mixture_moments, assert_mode_moments, assert
 # the exact prior p_T isolates the solver's own error, which is what these tests bound.
 
 
-@pytest.mark.parametrize("sde_name", ["ve", "vp"])
+@pytest.mark.parametrize("sde_name", SDES.names())
 @pytest.mark.parametrize("method,opts,max_nfe,moments", [
     ("dpm_solver", dict(steps=20), 20, True),
     ("heun", dict(steps=10), 19, False),  # mode weights yes; covariance off by 12-19 SE at 19 NFE
@@ -98,7 +98,7 @@ def test_adaptive_sde_mode_weights(sde_name, opts):
     assert mode_weight_tv(target, x) < 3 * tv_floor(target, n)
 
 
-@pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
+@pytest.mark.parametrize("sde_name", SDES.names())
 @pytest.mark.parametrize("schedule", ["karras", "log_snr", "time_uniform"])
 def test_sigma_schedule_spans_the_sde(sde_name, schedule):
     sde = get_sde(sde_name)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from sde_score import GaussianMixture, TARGETS, get_sde, get_target
+from sde_score import SDES, GaussianMixture, TARGETS, get_sde, get_target
 from sde_score.metrics import log_density_gap, mode_moments, mode_weight_tv, mode_weights, tv_floor
 
 
@@ -25,7 +25,7 @@ def test_log_prob_matches_scipy(name):
                                rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
+@pytest.mark.parametrize("sde_name", SDES.names())
 @pytest.mark.parametrize("t", [1e-5, 0.01, 0.5, 1.0])
 def test_perturbed_density_is_the_convolved_mixture(sde_name, t):
     gm, sde = get_target("grid9"), get_sde(sde_name)
@@ -35,7 +35,7 @@ def test_perturbed_density_is_the_convolved_mixture(sde_name, t):
     np.testing.assert_allclose(gm.log_prob_t(x, t, sde).numpy(), expect, rtol=1e-8, atol=1e-9)
 
 
-@pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
+@pytest.mark.parametrize("sde_name", SDES.names())
 @pytest.mark.parametrize("name", ["ring8", "gmm16d"])
 def test_score_is_gradient_of_log_prob_t(sde_name, name):
     gm, sde = get_target(name), get_sde(sde_name)
