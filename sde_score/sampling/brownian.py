@@ -12,7 +12,7 @@ class BrownianPath:
     construction.  A rejected step keeps the noise it drew: the retry with a smaller step draws its
     increment from the Brownian bridge to the known value.  Redrawing fresh noise after a rejection
     (as the paper's Algorithm 1 does) favours small increments, since large ones are the rejected
-    ones, and biases the samples: ring8 mode-weight TV 0.06-0.07 at rtol 1e-2, worse with tighter
+    ones, and biases the mode weights (README has the measurements), the more so with tighter
     tolerances (more rejections)."""
 
     def __init__(self, like: torch.Tensor, generator: Optional[torch.Generator], tol: float) -> None:

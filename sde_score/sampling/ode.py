@@ -5,7 +5,7 @@ sampler, :func:`ode_encode` and the likelihood.  The ODE can be integrated in t 
 code does), in the EDM noise level sigma_e = sigma(t)/alpha(t), or in u = log sigma_e.  For every
 linear SDE du/dt = g(t)^2 / (2 sigma(t)^2), so dx/du = (f - g^2 s / 2) * 2 sigma^2 / g^2 and
 dx/dsigma_e = dx/du / sigma_e.  On the exact mixtures none of the three needs clearly fewer
-steps than t (experiments/bench_likelihood.py), so t stays the default.
+steps than t (measured by experiments/bench_likelihood.py), so t stays the default.
 """
 from __future__ import annotations
 

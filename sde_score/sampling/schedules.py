@@ -6,8 +6,8 @@
   samplers: ``karras`` (EDM eq. 5), ``log_snr`` (DPM-Solver), ``time_uniform``, or given levels.
 - ``optimized_schedule``: levels fitted to a model, few steps spent where a coarse step errs most.
 
-Fitted levels (``optimized_schedule``): a pilot batch is solved along the PF-ODE on a fine log-SNR grid (DPM-Solver++(2M), ``fine_levels``
-levels).  A coarse first-order exponential-integrator step from fine level i to level j lands at
+Fitted levels (``optimized_schedule``): a pilot batch is solved along the PF-ODE on a fine log-SNR
+grid (DPM-Solver++(2M), ``fine_levels`` levels).  A coarse first-order exponential-integrator step from fine level i to level j lands at
 x_hat' = (s_j / s_i) x_hat_i + (1 - s_j / s_i) D_i, while the fine solution is at x_hat_j; its cost is
 the mean KL divergence between N(x_hat', s_j^2 I) and N(x_hat_j, s_j^2 I), |x_hat' - x_hat_j|^2 / (2 s_j^2):
 the step's error measured against the noise already present where it lands.  Dynamic programming
@@ -119,9 +119,8 @@ def optimized_schedule(model, sde: Union[str, SDE, None] = None, steps: int = 20
     ``pilot_samples`` (data shape from the model, or ``shape`` = (B, ...)).  Costs ``fine_levels``
     model evaluations on the pilot batch.  eps: default the SDE's.
 
-    The cost model is the exponential integrator's step, so the levels suit ``dpm_solver`` (on the
-    exact mixtures, 20 levels bring 3M + corrector's log-density gap from -0.11 to within the
-    statistical error, VE and VP); EDM Heun on them is far worse than on its own schedule."""
+    The cost model is the exponential integrator's step, so the levels suit ``dpm_solver`` (README
+    compares them with the built-in schedules); EDM Heun is far worse on them than on its own."""
     from .dpm_solver import dpm_solver_sample  # the fine solve is a sampler run; samplers import this module
 
     score_fn, sde, data_shape, model_device = resolve_model(model, sde)

@@ -28,8 +28,8 @@ def adaptive_sde_sample(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, eps: fl
     E = ||(x' - x'') / max(atol, rtol max(|x'|, |x_prev|))||_2 / sqrt(D) accepts the step (x <- x'')
     when E <= 1, and h <- min(t - eps, safety h E^-exponent).  ``atol`` defaults to the paper's
     0.0078 (one 8-bit level of data in [-1, 1]): it is a data-space resolution, so set it to your
-    data's (scaling it by VE's prior std, 50, left gmm16d samples under-dispersed: gap +0.72
-    nats).  NFE = 2 per iteration."""
+    data's (scaling it by the prior std instead leaves samples under-dispersed; README has the
+    measurements).  NFE = 2 per iteration."""
     rtol = check_number("rtol", rtol, positive=True)
     atol = check_number("atol", atol, positive=True)
     span = sde.T - eps
