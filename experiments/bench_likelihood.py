@@ -80,11 +80,11 @@ def paper_procedure(model, x: torch.Tensor, eps: float, tol: float, generator: t
     flattened batch, and each ODE evaluation calls the model twice — once for the drift, once more
     (with a graph) for the Hutchinson divergence.  Same probes as ``log_likelihood`` with this seed.
     Returns (logp (B,), nfe, seconds)."""
-    from sde_score.likelihood import _divergence, _probes
+    from sde_score.likelihood import divergence_estimates, hutchinson_probes
     from sde_score.sampling.ode import PFODE, integrate
 
     sde, D = model.sde, x[0].numel()
-    probes = _probes(x.shape, 1, "rademacher", generator, x.device, x.dtype)
+    probes = hutchinson_probes(x.shape, 1, "rademacher", generator, x.device, x.dtype)
     ode = PFODE(sde, model)
 
     def func(v, y):
@@ -93,7 +93,7 @@ def paper_procedure(model, x: torch.Tensor, eps: float, tol: float, generator: t
             dx = ode(v, xv)
         with torch.enable_grad():
             xg = xv.detach().requires_grad_(True)
-            div = _divergence(ode(v, xg), xg, probes)
+            div = divergence_estimates(ode(v, xg), xg, probes)
         return torch.cat([dx.flatten(1), div.detach()], 1)
 
     start = time.perf_counter()

@@ -42,14 +42,15 @@ class LikelihoodResult:
     latent: Optional[torch.Tensor] = None
 
 
-def _probes(shape, n_probes: int, noise: str, generator, device, dtype) -> torch.Tensor:
+def hutchinson_probes(shape, n_probes: int, noise: str, generator, device, dtype) -> torch.Tensor:
+    """(n_probes, *shape) fixed Hutchinson probes, ``noise`` "rademacher" or "gaussian"."""
     # drawn in float32 whatever x's dtype: one seed gives the same probes to a float32 run and to a
     # float64 reference of it (Rademacher signs are exact in both)
     z = torch.randn((n_probes,) + tuple(shape), generator=generator, device=device, dtype=torch.float32)
     return (z.sign() if noise == "rademacher" else z).to(dtype)
 
 
-def _divergence(v: torch.Tensor, x: torch.Tensor, probes: Optional[torch.Tensor]) -> torch.Tensor:
+def divergence_estimates(v: torch.Tensor, x: torch.Tensor, probes: Optional[torch.Tensor]) -> torch.Tensor:
     """(B, P) divergence estimates of v(x): one per Hutchinson probe, or the exact trace (P = 1)."""
     if probes is None:  # exact trace: one VJP per coordinate
         vf = v.flatten(1)
@@ -95,7 +96,7 @@ def log_likelihood(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *,
     B, D = x.shape[0], x[0].numel()
     probes = None
     if divergence == "hutchinson":
-        probes = _probes(x.shape, n_probes, noise, generator, x.device, x.dtype)
+        probes = hutchinson_probes(x.shape, n_probes, noise, generator, x.device, x.dtype)
     P = 1 if probes is None else n_probes
     ode = PFODE(sde, score_fn, time_variable)
     bar = tqdm(desc="likelihood ODE", unit="nfe", disable=not progress, leave=False)
@@ -105,7 +106,7 @@ def log_likelihood(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *,
         with torch.enable_grad():
             xv = y[:, :D].reshape(x.shape).detach().requires_grad_(True)
             dx = ode(v, xv)
-            div = _divergence(dx, xv, probes)
+            div = divergence_estimates(dx, xv, probes)
         return torch.cat([dx.detach().flatten(1), div.detach()], 1)
 
     start = time.perf_counter()
