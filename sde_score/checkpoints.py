@@ -5,9 +5,9 @@ the package has not allowed, so:
 
 - it is read with ``torch.load(weights_only=True)``: tensors and plain containers, no pickled
   objects (a ``__reduce__`` payload is refused);
-- every ``class_path`` in its saved hyper-parameters, at any depth, must name a registered class
-  (networks: ``sde_score.models.NETWORKS``; objectives: ``sde_score.losses.LOSSES``) and is
-  resolved by lookup, never by import; anything else stops the load before a model is built;
+- every ``class_path`` in its saved hyper-parameters, at any depth, must name a class some registry
+  allows (``allow_classes``; today the networks of ``sde_score.models.NETWORKS``) and is resolved
+  by lookup, never by import; anything else stops the load before a model is built;
 - a truncated, empty or foreign file gives an error naming the path.
 """
 from __future__ import annotations
@@ -51,8 +51,8 @@ def check_class_paths(tree: Any, where: str = "checkpoint") -> None:
             for key in CLASS_PATH_KEYS:
                 if key in node and allowed_class(node[key]) is None:
                     raise ValueError(f"{where}: {trail}{key} = {node[key]!r} is not an allowed class; only "
-                                     f"registered networks and losses can be named (register your own with "
-                                     f"sde_score.register_net / register_loss); nothing was imported or run")
+                                     f"registered networks can be named (register your own with "
+                                     f"sde_score.register_net); nothing was imported or run")
             if "_instantiator" in node:
                 from pytorch_lightning.core.saving import _ALLOWED_INSTANTIATORS
 
@@ -72,8 +72,9 @@ def read_checkpoint(path: PathLike, map_location: Any = "cpu") -> Tuple[Dict[str
     """Load a Lightning checkpoint as plain data and check its hyper-parameters' class paths.
 
     Returns the checkpoint dict and a stream of the very bytes that were checked (for Lightning's
-    loaders, so that what is checked is what is loaded); raises ``FileNotFoundError`` for a missing file and ``ValueError``
-    for a truncated or foreign file, pickled objects, or a class path that is not allowed.
+    loaders, so that what is checked is what is loaded); raises ``FileNotFoundError`` for a missing
+    file and ``ValueError`` for a truncated or foreign file, pickled objects, or a class path that
+    is not allowed.
     """
     path = Path(path)
     if not path.is_file():

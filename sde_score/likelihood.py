@@ -8,7 +8,6 @@ vector-Jacobian product per probe; unbiased).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -98,23 +97,24 @@ def log_likelihood(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *,
     if divergence == "hutchinson":
         probes = hutchinson_probes(x.shape, n_probes, noise, generator, x.device, x.dtype)
     P = 1 if probes is None else n_probes
-    ode = PFODE(sde, score_fn, time_variable)
     bar = tqdm(desc="likelihood ODE", unit="nfe", disable=not progress, leave=False)
-
-    def augmented(v, y):
-        bar.update(1)
-        with torch.enable_grad():
-            xv = y[:, :D].reshape(x.shape).detach().requires_grad_(True)
-            dx = ode(v, xv)
-            div = divergence_estimates(dx, xv, probes)
-        return torch.cat([dx.detach().flatten(1), div.detach()], 1)
-
-    start = time.perf_counter()
     y0 = torch.cat([x.flatten(1), torch.zeros(B, P, dtype=x.dtype, device=x.device)], 1)
-    try:
-        yT, nfe = integrate(augmented, y0, ode.to_var(eps), ode.to_var(sde.T), solver=solver, rtol=rtol, atol=atol)
-    finally:
-        bar.close()
+    with counted_run(score_fn, "log_likelihood") as (counter, info):  # one score call per ODE evaluation
+        flow = PFODE(sde, counter, time_variable)
+
+        def augmented(v, y):
+            bar.update(1)
+            with torch.enable_grad():  # the divergence differentiates the drift in x
+                xv = y[:, :D].reshape(x.shape).detach().requires_grad_(True)
+                dx = flow(v, xv)
+                div = divergence_estimates(dx, xv, probes)
+            return torch.cat([dx.detach().flatten(1), div.detach()], 1)
+
+        try:
+            yT, _ = integrate(augmented, y0, flow.to_var(eps), flow.to_var(sde.T), solver=solver, rtol=rtol,
+                              atol=atol)
+        finally:
+            bar.close()
     z = yT[:, :D].reshape(x.shape)
     deltas = yT[:, D:]
     prior = sde.prior_logp(z)
@@ -122,4 +122,4 @@ def log_likelihood(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *,
     logp = prior + delta
     stderr = deltas.std(1) / math.sqrt(P) if P > 1 else None
     return LikelihoodResult(logp=logp, bpd=scaler.bits_per_dim(logp, D), prior_logp=prior, delta_logp=delta,
-                            nfe=nfe, wall_time=time.perf_counter() - start, stderr=stderr, latent=z)
+                            nfe=info.nfe, wall_time=info.wall_time, stderr=stderr, latent=z)

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from sde_score.sdes import SDE, bcast, register_sde
+from sde_score.sdes import SDE, register_sde
 
 
 @register_sde("vp_const_test")
@@ -34,6 +34,3 @@ class ConstantBetaVPSDE(SDE):
 
     def _alpha_sigma(self, t):
         return torch.exp(-0.5 * self.beta * t), torch.sqrt(-torch.expm1(-self.beta * t))
-
-
-__all__ = ["ConstantBetaVPSDE", "bcast"]

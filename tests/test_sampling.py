@@ -104,11 +104,15 @@ def test_annealed_langevin_is_pc_with_annealed_corrector(ring):
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def _grid(method: str, n: int) -> dict:
+    """n steps in each method's own terms: Langevin's n_steps, nothing for the adaptive ODE."""
+    return {"langevin": {"n_steps": n}, "ode": {}}.get(method, {"steps": n})
+
+
 @pytest.mark.parametrize("method", ["pc", "ode", "sde", "langevin", "annealed_langevin"])
 def test_same_seed_same_samples_and_no_output(ring, method, capfd):
     sde = get_sde("ve")
-    kw = dict(shape=(64, 2), progress=False, **({"n_steps": 10} if method == "langevin" else
-                                                 {} if method == "ode" else {"steps": 10}))
+    kw = dict(shape=(64, 2), progress=False, **_grid(method, 10))
     a = sample(ring.score_fn(sde), sde, method, generator=torch.Generator().manual_seed(7), **kw)
     b = sample(ring.score_fn(sde), sde, method, generator=torch.Generator().manual_seed(7), **kw)
     c = sample(ring.score_fn(sde), sde, method, generator=torch.Generator().manual_seed(8), **kw)
@@ -161,7 +165,8 @@ class _FakeModule:
     (dict(corrector="hmc"), ValueError, "unknown corrector 'hmc'; registered: .*langevin"),
     (dict(sde="cld"), ValueError, "unknown SDE 'cld'"),
     (dict(snr=-1.0), ValueError, "snr must be > 0"),
-    (dict(tol=1e-3), ValueError, r"unknown option\(s\) tol for method 'pc'; accepted: steps, eps, after_step, predictor"),
+    (dict(tol=1e-3), ValueError,
+     r"unknown option\(s\) tol for method 'pc'; accepted: steps, eps, after_step, predictor"),
     (dict(eps=1.5), ValueError, r"eps must lie in \(0, T=1.0\)"),
     (dict(eps=0.0), ValueError, r"eps must lie in \(0, T=1.0\)"),
     (dict(steps=0), ValueError, "steps must be an integer >= 1"),
@@ -204,9 +209,8 @@ def test_non_finite_state_raises_naming_step(method):
         return torch.where(t[:, None] < 0.5, torch.full_like(x, float("nan")), -x)
 
     with pytest.raises(FloatingPointError, match=r"step \d+ \(t=0\.\d+"):
-        sample(bad_score, "vp", method, shape=(4, 2), progress=False,
-               **({"step_size": 0.1, "n_steps": 30} if method == "langevin" else {} if method == "ode"
-                  else {"steps": 30}))
+        sample(bad_score, "vp", method, shape=(4, 2), progress=False, **_grid(method, 30),
+               **({"step_size": 0.1} if method == "langevin" else {}))
 
 
 def test_ode_encode_inverts_sampling(ring):

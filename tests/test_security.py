@@ -58,8 +58,8 @@ class _Reduce:
 def _predict_config(tmp_path: Path) -> Path:
     cfg = {"trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
                        "default_root_dir": str(tmp_path)},
-           "model": {"net": {"class_path": "sde_score.models.ScoreMLP", "init_args": {"data_shape": [2], "width": 8,
-                                                                                       "depth": 1}},
+           "model": {"net": {"class_path": "sde_score.models.ScoreMLP",
+                             "init_args": {"data_shape": [2], "width": 8, "depth": 1}},
                      "sde": "vp", "sampler": {"method": "pc", "steps": 10}},
            "data": {"class_path": "sde_score.data.Toy2DDataModule",
                     "init_args": {"n_train": 256, "n_val": 64, "n_test": 64, "predict_samples": 8,
@@ -169,7 +169,6 @@ def test_real_checkpoint_loads_and_a_registered_user_net_round_trips(real_ckpt, 
 
     model = ScoreModule(UserNet(), sde="vp")
     path = tmp_path / "user.ckpt"
-    pl.Trainer(logger=False, enable_checkpointing=False).strategy.connect(model)
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": copy.deepcopy(dict(model.hparams)),
                 "pytorch-lightning_version": pl.__version__}, path)
     back = ScoreModule.load(str(path))

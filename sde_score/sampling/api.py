@@ -107,6 +107,6 @@ def ode_encode(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *, eps
     score_fn, sde, _, _ = resolve_model(model, sde)
     eps = check_eps(eps, sde)
     with counted_run(score_fn, "ode_encode") as (counter, info):
-        ode = PFODE(sde, counter, time_variable)
-        z, _ = integrate(ode, x, ode.to_var(eps), ode.to_var(sde.T), solver=solver, rtol=rtol, atol=atol)
+        flow = PFODE(sde, counter, time_variable)
+        z, _ = integrate(flow, x, flow.to_var(eps), flow.to_var(sde.T), solver=solver, rtol=rtol, atol=atol)
     return (z, info) if return_info else z

@@ -3,11 +3,12 @@
 The contract (after k-diffusion's ``sample_*(model, x, sigmas, ...)``):
 ``fn(score_fn, sde, x, *, <what it uses>, generator, progress, callback, **its own options)``, where
 ``x`` is the start state (B, ...) (a prior draw x_T, or the ``x_T`` a user gave), and
-``<what it uses>`` is any of: ``sigmas`` (decreasing noise levels from ``schedules.sigma_levels``),
+``<what it uses>`` is any of: ``sigmas`` (decreasing noise levels from ``schedules.sigma_schedule``),
 ``steps`` and ``eps`` (the method builds its time grid with ``schedules.time_grid``), ``eps`` alone.
 ``sample()`` reads the function's signature: it resolves and passes exactly those, and a common
 argument the method does not use (``steps`` to an adaptive solver, say) is an error.
-``callback(SamplerStep)`` is called after every step; methods that accept ``after_step`` document it.
+``callback(SamplerStep)`` is called at each level visited, before stepping from it (see
+``state.SamplerStep``); methods that accept ``after_step`` document it.
 """
 from __future__ import annotations
 

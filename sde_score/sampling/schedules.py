@@ -7,14 +7,14 @@
 - ``optimized_schedule``: levels fitted to a model, few steps spent where a coarse step errs most.
 
 Fitted levels (``optimized_schedule``): a pilot batch is solved along the PF-ODE on a fine log-SNR
-grid (DPM-Solver++(2M), ``fine_levels`` levels).  A coarse first-order exponential-integrator step from fine level i to level j lands at
-x_hat' = (s_j / s_i) x_hat_i + (1 - s_j / s_i) D_i, while the fine solution is at x_hat_j; its cost is
-the mean KL divergence between N(x_hat', s_j^2 I) and N(x_hat_j, s_j^2 I), |x_hat' - x_hat_j|^2 / (2 s_j^2):
-the step's error measured against the noise already present where it lands.  Dynamic programming
-picks the ``steps``-level path through the fine grid with the least total cost (the trajectory-based
-dynamic programming of GITS, Chen et al. 2024, with this noise-relative cost).  The pilot costs
-``fine_levels`` evaluations on ``pilot_samples`` points, once per model; the schedule is then
-passed to ``sample(..., schedule=levels)``.
+grid (DPM-Solver++(2M), ``fine_levels`` levels). A coarse first-order exponential-integrator step
+from fine level i to level j lands at x_hat' = (s_j / s_i) x_hat_i + (1 - s_j / s_i) D_i, while the
+fine solution is at x_hat_j; its cost is the mean KL divergence between N(x_hat', s_j^2 I) and
+N(x_hat_j, s_j^2 I), |x_hat' - x_hat_j|^2 / (2 s_j^2): the step's error measured against the noise
+already present where it lands. Dynamic programming picks the ``steps``-level path through the fine
+grid with the least total cost (the trajectory-based dynamic programming of GITS, Chen et al. 2024,
+with this noise-relative cost). The pilot costs ``fine_levels`` evaluations on ``pilot_samples``
+points, once per model; the schedule is then passed to ``sample(..., schedule=levels)``.
 """
 from __future__ import annotations
 
@@ -77,7 +77,6 @@ def _check_levels(levels: Sequence[float], steps: int, s_max: float) -> List[flo
         raise ValueError(f"the first noise level must be the SDE's sigma_e(T) = {s_max:.6g} (the prior's level), "
                          f"got {s[0]:.6g}")
     return s
-
 
 
 def _step_costs(sigmas: List[float], xs: List[torch.Tensor], Ds: List[torch.Tensor]) -> torch.Tensor:
