@@ -21,7 +21,7 @@ from typing import Dict, List
 
 import torch
 
-import sde_score
+from sde_score.benchmarks import likelihood_accuracy
 from sde_score.io import write_json
 from sde_score.likelihood import log_likelihood
 
@@ -34,34 +34,6 @@ CONFIGS = [  # label, solver, time variable, divergence, n_probes, tol
     ("rk45 t hutchinson x1 (paper)", "rk45", "t", "hutchinson", 1, 1e-5),
     ("dopri5 t hutchinson x1", "dopri5", "t", "hutchinson", 1, 1e-5),
 ]
-
-
-def evaluate(targets, sdes, n: int, eps: float, configs, seed: int) -> List[Dict]:
-    """One row per (target, SDE, config): NFE, time, solver error against the exact log p_eps (with
-    the exact prior p_T) and the prior mismatch at the ODE's end point."""
-    rows: List[Dict] = []
-    log_likelihood(lambda x, t: -x, torch.zeros(2, 2), "vp", progress=False)  # warm imports out of timings
-    for tname in targets:
-        target = sde_score.get_target(tname)
-        x = target.sample(n, torch.Generator().manual_seed(seed), dtype=torch.float64)
-        for sname in sdes:
-            sde = sde_score.get_sde(sname)
-            exact_prior = target.with_exact_prior(sde)
-            truth = target.log_prob_t(x, eps, sde)
-            p_T = target.marginal(sde, sde.T)
-            for label, solver, tv, div, probes, tol in configs:
-                res = log_likelihood(target.score_fn(sde), x, exact_prior, eps=eps, solver=solver,
-                                     time_variable=tv, divergence=div, n_probes=probes, rtol=tol, atol=tol,
-                                     generator=torch.Generator().manual_seed(seed), progress=False)
-                mismatch = sde.prior_logp(res.latent) - p_T.log_prob(res.latent)
-                err = res.logp - truth
-                rows.append(dict(target=tname, sde=sname, config=label, nfe=res.nfe,
-                                 seconds=round(res.wall_time, 3), solver_mae=float(err.abs().mean()),
-                                 solver_max=float(err.abs().max()), solver_bias=float(err.mean()),
-                                 prior_mismatch=float(mismatch.mean())))
-                print("{target:7s} {sde:5s} {config:32s} nfe={nfe:4d} {seconds:6.2f}s solver MAE={solver_mae:.2e} "
-                      "max={solver_max:.2e} prior mismatch={prior_mismatch:+.4f}".format(**rows[-1]), flush=True)
-    return rows
 
 
 PAPER = "paper procedure (RK45, 2 passes)"
@@ -177,7 +149,7 @@ def main(argv=None) -> dict:
         return result
     n = 20 if args.quick else args.num_points
     configs = CONFIGS[:2] if args.quick else CONFIGS
-    rows = evaluate(args.targets.split(","), args.sdes.split(","), n, args.eps, configs, args.seed)
+    rows = likelihood_accuracy(args.targets.split(","), args.sdes.split(","), n, args.eps, configs, args.seed)
     result = dict(rows=rows, num_points=n, eps=args.eps, seed=args.seed, torch=torch.__version__)
     write_json(f"{args.out}/bench_likelihood.json", result)
     return result

@@ -11,21 +11,18 @@ JSON (and a quality-vs-NFE PNG) under --out.
 from __future__ import annotations
 
 import argparse
-import functools
 import statistics
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import torch
 
 import sde_score
 from sde_score.io import write_json
-from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
+from sde_score.benchmarks import FITTED, sampler_quality
+from sde_score.metrics import tv_floor
 from sde_score.models import ScoreMLP
 from sde_score.plotting import log_log, pyplot, save_figure
-from sde_score.sampling import CountingScore
-
-FITTED = "fitted"  # stands for sde_score.optimized_schedule's levels, fitted once per (target, SDE, steps)
 
 # (label, method, steps, options): one row per sampler configuration
 CONFIGS: List[tuple] = [
@@ -60,44 +57,6 @@ GAP_CONFIGS: List[tuple] = [
     ("dpm_solver++ 3M+corrector", "dpm_solver", 20, dict(order=3)),
     ("dpm_solver++ 3M+corrector, fitted levels", "dpm_solver", 20, dict(order=3, schedule=FITTED)),
 ]
-
-
-@functools.lru_cache(maxsize=None)
-def fitted_levels(tname: str, sname: str, steps: int, seed: int) -> Tuple[Tuple[float, ...], int]:
-    """optimized_schedule's levels for a target's exact score, and the pilot's score evaluations
-    (512 pilot points; not part of the per-sample NFE).  Fitted once per (target, SDE, steps, seed)
-    and shared by every configuration that uses them."""
-    target, sde = sde_score.get_target(tname), sde_score.get_sde(sname)
-    score = CountingScore(target.score_fn(sde))
-    levels = sde_score.optimized_schedule(score, sde, steps, shape=(1,) + target.data_shape,
-                                          generator=torch.Generator().manual_seed(seed + 2), progress=False)
-    return tuple(levels), score.nfe
-
-
-def run_quality(targets, sdes, n: int, seed: int, configs, progress: bool) -> List[Dict]:
-    """One row per (target, SDE, config).  The log-density gap's reference is a 20x larger exact
-    sample, so its standard error (``gap_se``) is nearly all the sampler's own."""
-    rows = []
-    for tname in targets:
-        target = sde_score.get_target(tname)
-        ref_logp, _ = mean_log_prob(target, target.sample(20 * n, torch.Generator().manual_seed(seed + 1)))
-        for sname in sdes:
-            sde = sde_score.get_sde(sname)
-            for label, method, steps, opts in configs:
-                pilot_nfe = 0
-                if opts.get("schedule") == FITTED:
-                    levels, pilot_nfe = fitted_levels(tname, sname, steps, seed)
-                    opts = dict(opts, schedule=levels)
-                x, info = sde_score.sample(target.score_fn(sde), sde, method, shape=(n,) + target.data_shape,
-                                           steps=steps, generator=torch.Generator().manual_seed(seed),
-                                           progress=progress, return_info=True, **opts)
-                logp, logp_se = mean_log_prob(target, x)
-                rows.append(dict(target=tname, sde=sname, sampler=label, steps=steps, nfe=info.nfe,
-                                 pilot_nfe=pilot_nfe, seconds=round(info.wall_time, 3), tv=mode_weight_tv(target, x),
-                                 tv_floor=tv_floor(target, n), logp_gap=logp - ref_logp, gap_se=logp_se))
-                print("{target:7s} {sde:5s} {sampler:36s} steps={steps!s:5s} nfe={nfe:5d} "
-                      "{seconds:7.2f}s tv={tv:.4f} gap={logp_gap:+.4f} +- {gap_se:.4f}".format(**rows[-1]), flush=True)
-    return rows
 
 
 def run_overhead(batch: int, seed: int, steps: int, reps: int) -> List[Dict]:
@@ -240,11 +199,12 @@ def main(argv=None) -> dict:
         configs = [(lab, m, (s if s is None else min(s, 30)), o) for lab, m, s, o in CONFIGS
                    if m != "sde_adaptive"]
     print(f"== quality on exact mixtures, {n} samples, seed {args.seed}")
-    quality = run_quality(args.targets.split(","), args.sdes.split(","), n, args.seed, configs, args.progress)
+    quality = sampler_quality(args.targets.split(","), args.sdes.split(","), n, args.seed, configs, args.progress)
     gap_n = 200 if args.quick else args.gap_samples
     print(f"== log-density gap at {gap_n} samples")
-    gap = run_quality(args.targets.split(","), args.sdes.split(","), gap_n, args.seed,
-                      [(lab, m, min(st, 30) if args.quick else st, o) for lab, m, st, o in GAP_CONFIGS], args.progress)
+    gap = sampler_quality(args.targets.split(","), args.sdes.split(","), gap_n, args.seed,
+                          [(lab, m, min(st, 30) if args.quick else st, o) for lab, m, st, o in GAP_CONFIGS],
+                          args.progress)
     print(f"== overhead, ScoreMLP at batch {args.batch if not args.quick else 256}")
     overhead = run_overhead(256 if args.quick else args.batch, args.seed, steps, reps)
     print("== imputation of half of bimodal16d (VP, exact score)")

@@ -11,7 +11,6 @@ with Hutchinson's estimator.  Writes a table, JSON and a sample grid per variant
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import time
 from pathlib import Path
@@ -20,23 +19,26 @@ import torch
 import yaml
 
 from sde_score.baselines import gaussian_bpd
+from sde_score.benchmarks import load_yaml
 from sde_score.callbacks import save_samples_picture
 from sde_score.cli import main as cli_main
 from sde_score.data import DigitsDataModule
 from sde_score.io import write_json
 from sde_score.likelihood import log_likelihood
+from sde_score.metrics import mean_se
 from sde_score.module import ScoreModule
 
 VARIANTS = {
     "ve": {"model.sde": "ve", "model.sde_kwargs": {"sigma_min": 0.01, "sigma_max": 10.0}},
     "vp": {"model.sde": "vp"},
     "subvp": {"model.sde": "subvp"},
-    "vp_lw_is": {"model.sde": "vp", "model.likelihood_weighting": True, "model.importance_sampling": True},
+    "vp_lw_is": {"model.sde": "vp", "model.loss": {"class_path": "dsm", "init_args": {
+        "likelihood_weighting": True, "importance_sampling": True}}},
 }
 
 
 def _config(base: str, out: Path, name: str, max_steps: int, ema_decay: float, overrides: dict) -> Path:
-    cfg = yaml.safe_load(Path(base).read_text())
+    cfg = load_yaml(base)
     root = out / name
     # Lightning would save last-v1.ckpt next to a previous run's last.ckpt and we would read the stale one.
     shutil.rmtree(root / "checkpoints", ignore_errors=True)
@@ -77,7 +79,8 @@ def main(argv=None) -> dict:
     rows = []
     for name, diag in (("gaussian_full_cov", False), ("gaussian_per_pixel", True)):
         b = gaussian_bpd(train, test, dm.scaler, diagonal=diag)
-        rows.append(dict(model=name, bpd=float(b.mean()), stderr=float(b.std() / math.sqrt(len(b)))))
+        mean, se = mean_se(b)
+        rows.append(dict(model=name, bpd=mean, stderr=se))
     for name in args.variants.split(","):
         cfg = _config(args.config, out, name, args.max_steps, ema_decay, VARIANTS[name])
         print(f"== train {name} ({args.max_steps} steps)", flush=True)
@@ -91,8 +94,9 @@ def main(argv=None) -> dict:
         res = log_likelihood(module, test, eps=1e-5, divergence="hutchinson",
                              generator=torch.Generator().manual_seed(args.seed), progress=not args.no_progress,
                              scaler=dm.scaler)
-        rows.append(dict(model=name, bpd=float(res.bpd.mean()), stderr=float(res.bpd.std() / math.sqrt(len(test))),
-                         nfe=res.nfe, train_s=round(train_s, 1), eval_s=round(time.perf_counter() - start, 1)))
+        mean, se = mean_se(res.bpd)
+        rows.append(dict(model=name, bpd=mean, stderr=se, nfe=res.nfe, train_s=round(train_s, 1),
+                         eval_s=round(time.perf_counter() - start, 1)))
         print(rows[-1], flush=True)
     print(f"\n{'model':22s} {'test bits/dim':>14s}")
     for r in rows:

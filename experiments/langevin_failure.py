@@ -18,7 +18,7 @@ import torch
 
 import sde_score
 from sde_score.io import write_json
-from sde_score.losses import dsm_loss, ssm_loss
+from sde_score.losses import DSMLoss, SSMLoss
 from sde_score.metrics import mode_weights
 from sde_score.models import ScoreMLP
 from sde_score.plotting import pyplot, save_figure
@@ -66,14 +66,16 @@ def main(argv=None) -> dict:
 
     # (c) learned scores: noise-free SSM vs noise-conditional DSM
     ssm_net = ScoreMLP((2,), width=128, depth=3)
-    _train(ssm_net, lambda x: ssm_loss(lambda z, t: ssm_net(z, t), sde, x), target, args.train_steps, args.seed,
+    _train(ssm_net, lambda x: SSMLoss()(sde_score.ScoreModel(ssm_net, sde), x), target, args.train_steps, args.seed,
            progress)
     dsm_net = ScoreMLP((2,), width=128, depth=3)
 
     def dsm_score(z, t):
         return dsm_net(z, t) / bcast(sde.alpha_sigma(t)[1], z)
 
-    _train(dsm_net, lambda x: dsm_loss(dsm_score, sde, x), target, args.train_steps, args.seed, progress)
+    dsm = DSMLoss()
+    _train(dsm_net, lambda x: dsm(sde_score.ScoreModel(dsm_score, sde), x), target, args.train_steps, args.seed,
+           progress)
     lim, m = 10.0, 161
     g1 = torch.linspace(-lim, lim, m)
     xx, yy = torch.meshgrid(g1, g1, indexing="xy")

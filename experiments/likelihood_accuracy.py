@@ -9,13 +9,10 @@ the prior mismatch of the standard prior is reported beside them.  Table on stdo
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_likelihood import evaluate  # noqa: E402
-
-from sde_score.io import write_json  # noqa: E402
+from sde_score.benchmarks import likelihood_accuracy
+from sde_score.io import write_json
 
 TOLERANCES = (1e-3, 1e-4, 1e-5, 1e-6)
 
@@ -32,7 +29,8 @@ def main(argv=None) -> dict:
     configs = [(f"dopri5 exact tol={tol:g}", "dopri5", "t", "exact", 1, tol) for tol in TOLERANCES]
     configs += [("dopri5 hutchinson x1 tol=1e-5", "dopri5", "t", "hutchinson", 1, 1e-5),
                 ("dopri5 hutchinson x16 tol=1e-5", "dopri5", "t", "hutchinson", 16, 1e-5)]
-    rows = evaluate(args.targets.split(","), args.sdes.split(","), args.num_points, args.eps, configs, args.seed)
+    rows = likelihood_accuracy(args.targets.split(","), args.sdes.split(","), args.num_points, args.eps, configs,
+                               args.seed)
     result = dict(rows=rows, num_points=args.num_points, eps=args.eps, seed=args.seed)
     write_json(Path(args.out) / "likelihood_accuracy.json", result)
     return result

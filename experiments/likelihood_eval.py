@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ import sde_score
 from sde_score.data import DigitsDataModule, Toy2DDataModule
 from sde_score.io import atomic_path, write_json
 from sde_score.likelihood import log_likelihood
+from sde_score.metrics import mean_se
 from sde_score.module import ScoreModule
 from sde_score.transforms import IDENTITY
 
@@ -79,10 +79,10 @@ def main(argv=None) -> dict:
                              progress=False, scaler=scaler)
         for lp, b in zip(res.logp.tolist(), res.bpd.tolist()):
             rows.append({"logp_model_nats": lp, "bpd": b, "nfe": res.nfe})
-    bpd = torch.tensor([r["bpd"] for r in rows])
+    bpd_mean, bpd_se = mean_se(torch.tensor([r["bpd"] for r in rows]))
     summary = {"source": args.ckpt or args.target, "sde": sde.name, "data": data_name, "split": args.split,
-               "num_points": len(rows), "bpd_mean": float(bpd.mean()),
-               "bpd_stderr": float(bpd.std() / math.sqrt(len(bpd))), "divergence": args.divergence,
+               "num_points": len(rows), "bpd_mean": bpd_mean,
+               "bpd_stderr": bpd_se, "divergence": args.divergence,
                "n_probes": args.n_probes, "solver": args.solver, "tol": args.tol, "eps": args.eps, "seed": args.seed}
     out = Path(args.out)
     with atomic_path(out / f"{label}_{data_name}_{args.split}.csv") as tmp:

@@ -6,14 +6,11 @@ exact mixtures: mode-weight TV and mean log-density gap, one PNG per target.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_samplers import FITTED, run_quality  # noqa: E402
-
-from sde_score.io import write_json  # noqa: E402
-from sde_score.plotting import log_log, pyplot, save_figure  # noqa: E402
+from sde_score.benchmarks import FITTED, sampler_quality
+from sde_score.io import write_json
+from sde_score.plotting import log_log, pyplot, save_figure
 
 SWEEP = (
     [("pc rd+langevin", "pc", s, {}) for s in (50, 150, 500)]
@@ -62,7 +59,7 @@ def main(argv=None) -> dict:
     sweep = [c for c in SWEEP if c[1] in ("heun", "dpm_solver")][:3] if args.quick else SWEEP
     n = 200 if args.quick else args.num_samples
     targets = args.targets.split(",")
-    rows = run_quality(targets, args.sdes.split(","), n, args.seed, sweep, progress=False)
+    rows = sampler_quality(targets, args.sdes.split(","), n, args.seed, sweep, progress=False)
     out = Path(args.out)
     for t in targets:
         plot(rows, t, out / f"nfe_curve_{t}.png")

@@ -11,17 +11,17 @@ exact NLL of the mixture the model was trained on.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sde_score.benchmarks import load_yaml
 from sde_score.cli import main as cli_main
 from sde_score.data import Toy2DDataModule
 from sde_score.io import write_json
 from sde_score.likelihood import log_likelihood
-from sde_score.metrics import mode_weight_tv, tv_floor
+from sde_score.metrics import mean_se, mode_weight_tv, tv_floor
 from sde_score.module import ScoreModule
 
 
@@ -33,7 +33,7 @@ def main(argv=None) -> dict:
     p.add_argument("--logger", default=None, help="'false' to disable the (offline wandb) logger")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    cfg = _load(args.config)
+    cfg = load_yaml(args.config)
     out = Path(cfg["trainer"]["default_root_dir"])
     ckpt = Path(_callback(cfg, "ModelCheckpoint")["dirpath"]) / "last.ckpt"
     predict_dir = Path(_callback(cfg, "PredictionWriter")["output_dir"])
@@ -57,23 +57,18 @@ def main(argv=None) -> dict:
     dm.setup()
     test = dm.test[: args.num_test].double()
     print("== likelihood (PF-ODE, exact divergence)", flush=True)
-    res = log_likelihood(module.double(), test, eps=module.eps, divergence="exact", progress=not args.no_progress)
+    eps = getattr(module.loss, "eps", 1e-5)  # the smallest time the model was trained at
+    res = log_likelihood(module.double(), test, eps=eps, divergence="exact", progress=not args.no_progress)
     nll = -res.logp
-    result.update(test_nll_nats=float(nll.mean()), test_nll_stderr=float(nll.std() / math.sqrt(len(nll))),
+    nll_mean, nll_se = mean_se(nll)
+    result.update(test_nll_nats=nll_mean, test_nll_stderr=nll_se,
                   test_bpd=float(res.bpd.mean()), likelihood_nfe=res.nfe)
     if dm.target is not None:
         result.update(mode_weight_tv=mode_weight_tv(dm.target, x), tv_floor=tv_floor(dm.target, len(x)),
-                      exact_test_nll_nats=float(-dm.target.log_prob_t(test, module.eps, module.sde).mean()))
+                      exact_test_nll_nats=float(-dm.target.log_prob_t(test, eps, module.sde).mean()))
     write_json(out / "result.json", result)
     print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()})
     return result
-
-
-def _load(config: str) -> dict:
-    import yaml
-
-    with open(config) as f:
-        return yaml.safe_load(f)
 
 
 def _callback(cfg: dict, name: str) -> dict:

@@ -11,6 +11,8 @@ from .sampling import (CORRECTORS, METHODS, PREDICTORS, SampleInfo, impute, ode_
                        register_corrector, register_method, register_predictor, sample)
 from .likelihood import LikelihoodResult, log_likelihood
 from .models import NETWORKS, register_net
+from .score_model import ScoreModel
+from .losses import LOSSES, Loss, build_loss, register_loss
 
 __version__ = "0.1.0"
 
@@ -18,5 +20,5 @@ __all__ = ["Registry", "SDE", "SDES", "ReverseSDE", "SubVPSDE", "VESDE", "VPSDE"
            "register_sde", "TARGETS", "GaussianMixture", "get_target", "register_target", "CORRECTORS",
            "METHODS", "PREDICTORS", "SampleInfo", "ode_encode", "register_corrector", "register_method",
            "register_predictor", "sample", "optimized_schedule", "impute", "log_likelihood", "LikelihoodResult",
-           "NETWORKS", "register_net",
+           "NETWORKS", "register_net", "ScoreModel", "LOSSES", "Loss", "build_loss", "register_loss",
            "__version__"]

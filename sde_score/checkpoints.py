@@ -6,7 +6,7 @@ the package has not allowed, so:
 - it is read with ``torch.load(weights_only=True)``: tensors and plain containers, no pickled
   objects (a ``__reduce__`` payload is refused);
 - every ``class_path`` in its saved hyper-parameters, at any depth, must name a class some registry
-  allows (``allow_classes``; today the networks of ``sde_score.models.NETWORKS``) and is resolved
+  allows (``allow_classes``: the registered networks and losses) and is resolved
   by lookup, never by import; anything else stops the load before a model is built;
 - a truncated, empty or foreign file gives an error naming the path.
 """
@@ -51,8 +51,9 @@ def check_class_paths(tree: Any, where: str = "checkpoint") -> None:
             for key in CLASS_PATH_KEYS:
                 if key in node and allowed_class(node[key]) is None:
                     raise ValueError(f"{where}: {trail}{key} = {node[key]!r} is not an allowed class; only "
-                                     f"registered networks can be named (register your own with "
-                                     f"sde_score.register_net); nothing was imported or run")
+                                     f"registered networks and losses can be named (register your own "
+                                     f"with sde_score.register_net / register_loss); nothing was "
+                                     f"imported or run")
             if "_instantiator" in node:
                 from pytorch_lightning.core.saving import _ALLOWED_INSTANTIATORS
 
@@ -66,6 +67,21 @@ def check_class_paths(tree: Any, where: str = "checkpoint") -> None:
                 walk(value, f"{trail}{i}.")
 
     walk(tree, "")
+
+
+def canonical_class_paths(tree: Any) -> Any:
+    """A copy of a nested dict/list whose allowed ``class_path`` values (registry names included) are
+    the classes' dotted paths, the form a config parser resolves (it would try to import "dsm")."""
+    if isinstance(tree, dict):
+        out = {k: canonical_class_paths(v) for k, v in tree.items()}
+        for key in CLASS_PATH_KEYS:
+            cls = allowed_class(out.get(key)) if key in out else None
+            if cls is not None:
+                out[key] = f"{cls.__module__}.{cls.__qualname__}"
+        return out
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(canonical_class_paths(v) for v in tree)
+    return tree
 
 
 def read_checkpoint(path: PathLike, map_location: Any = "cpu") -> Tuple[Dict[str, Any], io.BytesIO]:

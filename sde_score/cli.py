@@ -16,7 +16,8 @@ os.environ.setdefault("WANDB_MODE", "offline")  # never wait on the network
 def _cli_class():
     from pytorch_lightning.cli import LightningCLI
 
-    from .checkpoints import read_checkpoint
+    from .checkpoints import canonical_class_paths, read_checkpoint
+    from .module import upgrade_hparams
 
     class ScoreCLI(LightningCLI):
         """LightningCLI whose ``--ckpt_path`` hyper-parameters are read by ``read_checkpoint``: plain data
@@ -30,7 +31,7 @@ def _cli_class():
             if not ckpt_path or not Path(ckpt_path).is_file():
                 return  # "last", "best", ...: checkpoints this run wrote itself, resolved by Lightning
             ckpt, _ = read_checkpoint(ckpt_path)
-            hparams = dict(ckpt.get("hyper_parameters", {}))
+            hparams = canonical_class_paths(upgrade_hparams(ckpt.get("hyper_parameters", {})))
             hparams.pop("_instantiator", None)
             if hparams:
                 self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)

@@ -1,4 +1,10 @@
-"""Score-matching objectives.  Each returns a per-sample loss (B,); the caller averages.
+"""Score-matching objectives as loss objects: ``loss(model, x, labels=None, generator=None) -> (B,)``.
+
+``model`` is a score model that knows its SDE (``ScoreModule``, or ``ScoreModel(score_fn, sde)``);
+each loss holds only its own options and records them in ``init_args``, so a config or a checkpoint
+names it as ``{"class_path": "dsm", "init_args": {...}}`` (registry names or dotted paths, looked up,
+never imported).  The caller averages the per-sample loss.  ``labels`` (B,) are passed to the model
+when given.
 
 - ``dsm``: continuous-time denoising score matching (Song et al. 2021, eq. 7) with
   lambda(t) = sigma(t)^2, or lambda = g(t)^2 (``likelihood_weighting``, Song et al. 2021b, "Maximum
@@ -15,22 +21,17 @@ at one fixed small time ``noise_t``; the network is conditioned on that time (or
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from .checks import check_number
-from .registry import Registry
+from .checkpoints import allow_classes
+from .checks import check_eps, check_int, check_number
+from .registry import ClassRegistry
+from .score_model import call_score, model_sde
 from .sdes import SDE, VESDE, VPSDE, bcast
-
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-LOSSES: Registry[Callable] = Registry("loss")
-register_loss = LOSSES.register
-
-
-def _reduce(v: torch.Tensor, reduce_mean: bool) -> torch.Tensor:
-    v = v.flatten(1)
-    return v.mean(1) if reduce_mean else v.sum(1)
 
 
 def _randn(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
@@ -63,31 +64,95 @@ class ImportanceTimeSampler:
         return (grid[i - 1] + w * (grid[i] - grid[i - 1])).to(device=like.device, dtype=like.dtype)
 
 
+class Loss(ABC):
+    """A score-matching objective.  Subclasses are dataclasses whose fields are their options."""
+
+    @property
+    def init_args(self) -> Dict[str, Any]:
+        """The constructor arguments that rebuild this loss (saved in checkpoints)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+
+    def check(self, sde: SDE) -> None:
+        """Raise ``ValueError`` if this loss cannot train a model of ``sde``."""
+        if hasattr(self, "eps"):
+            check_eps(self.eps, sde)
+
+    @abstractmethod
+    def __call__(self, model, x: torch.Tensor, labels: Optional[torch.Tensor] = None,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Per-sample loss (B,) of ``model`` on data x (B, ...); random draws from ``generator`` (on x's
+        device) or the global RNG."""
+
+    def _sde(self, model) -> SDE:
+        sde = model_sde(model)
+        self.check(sde)
+        return sde
+
+    def _reduce(self, v: torch.Tensor) -> torch.Tensor:
+        v = v.flatten(1)
+        return v.mean(1) if self.reduce_mean else v.sum(1)
+
+
+LOSSES = ClassRegistry("loss", Loss, "register your own with @sde_score.register_loss(\"name\") on a Loss subclass")
+register_loss = LOSSES.register
+allow_classes(LOSSES.lookup)  # checkpoints may name registered losses
+
+
+def build_loss(spec: Any) -> Loss:
+    """A Loss as is, or one built from a registered name or ``{"class_path": ..., "init_args": {...}}``."""
+    return LOSSES.build(spec)
+
+
+def _check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 @register_loss("dsm")
-def dsm_loss(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, eps: float = 1e-5,
-             likelihood_weighting: bool = False, importance_sampling: bool = False,
-             reduce_mean: bool = False, generator: Optional[torch.Generator] = None,
-             t_sampler: Optional[ImportanceTimeSampler] = None) -> torch.Tensor:
-    """Continuous DSM: lambda(t) || s(x_t, t) + z / sigma(t) ||^2 with x_t = alpha x + sigma z."""
-    B = x.shape[0]
-    if importance_sampling:
-        if not likelihood_weighting:
+@dataclass
+class DSMLoss(Loss):
+    """Continuous DSM: lambda(t) || s(x_t, t) + z / sigma(t) ||^2 with x_t = alpha x + sigma z,
+    t ~ U(eps, T) (Song et al. 2021, eq. 7).  lambda = sigma^2, or g^2 with ``likelihood_weighting``;
+    ``importance_sampling`` draws t from q(t) ~ g^2 / sigma^2 instead (Song et al. 2021b, Sec. 5)."""
+
+    eps: float = 1e-5
+    likelihood_weighting: bool = False
+    importance_sampling: bool = False
+    reduce_mean: bool = False
+    _t_sampler: Optional[Tuple[tuple, ImportanceTimeSampler]] = field(default=None, init=False, repr=False,
+                                                                      compare=False)
+
+    def __post_init__(self) -> None:
+        check_number("eps", self.eps, positive=True)
+        for name in ("likelihood_weighting", "importance_sampling", "reduce_mean"):
+            _check_flag(name, getattr(self, name))
+        if self.importance_sampling and not self.likelihood_weighting:
             raise ValueError("importance_sampling is defined for likelihood_weighting=True only")
-        t_sampler = t_sampler or ImportanceTimeSampler(sde, eps)
-        t = t_sampler.sample(B, x, generator)
-    else:
-        t = eps + (sde.T - eps) * _rand(B, x, generator)
-    z = _randn(x, generator)
-    alpha, sigma = sde.alpha_sigma(t)
-    score = score_fn(bcast(alpha, x) * x + bcast(sigma, x) * z, t)
-    if importance_sampling:
-        # lambda / q = g^2 / (g^2 / sigma^2 / Z) = Z sigma^2; times 1/(T - eps) to match E_{t~U}
-        r = _reduce((score * bcast(sigma, x) + z) ** 2, reduce_mean)
-        return r * t_sampler.Z / (sde.T - eps)
-    if likelihood_weighting:
-        _, g = sde.sde(x, t)
-        return _reduce((score + z / bcast(sigma, x)) ** 2, reduce_mean) * g ** 2
-    return _reduce((score * bcast(sigma, x) + z) ** 2, reduce_mean)
+
+    def t_sampler(self, sde: SDE) -> ImportanceTimeSampler:
+        """The importance sampler of t for ``sde`` (tabulated once per SDE)."""
+        key = (type(sde), tuple(sorted(sde.hparams.items())), self.eps)
+        if self._t_sampler is None or self._t_sampler[0] != key:
+            self._t_sampler = (key, ImportanceTimeSampler(sde, self.eps))
+        return self._t_sampler[1]
+
+    def __call__(self, model, x, labels=None, generator=None):
+        sde = self._sde(model)
+        B = x.shape[0]
+        if self.importance_sampling:
+            t_sampler = self.t_sampler(sde)
+            t = t_sampler.sample(B, x, generator)
+        else:
+            t = self.eps + (sde.T - self.eps) * _rand(B, x, generator)
+        z = _randn(x, generator)
+        alpha, sigma = sde.alpha_sigma(t)
+        score = call_score(model, bcast(alpha, x) * x + bcast(sigma, x) * z, t, labels)
+        if self.importance_sampling:
+            # lambda / q = g^2 / (g^2 / sigma^2 / Z) = Z sigma^2; times 1/(T - eps) to match E_{t~U}
+            return self._reduce((score * bcast(sigma, x) + z) ** 2) * t_sampler.Z / (sde.T - self.eps)
+        if self.likelihood_weighting:
+            return self._reduce((score + z / bcast(sigma, x)) ** 2) * sde.diffusion(t) ** 2
+        return self._reduce((score * bcast(sigma, x) + z) ** 2)
 
 
 def _discrete_level(sde: SDE, x: torch.Tensor, generator) -> torch.Tensor:
@@ -95,79 +160,124 @@ def _discrete_level(sde: SDE, x: torch.Tensor, generator) -> torch.Tensor:
 
 
 @register_loss("smld")
-def smld_loss(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, reduce_mean: bool = False,
-              generator: Optional[torch.Generator] = None, **_) -> torch.Tensor:
-    """NCSN loss over the N geometric levels: sigma_i^2 || s(x + sigma_i z, t_i) + z / sigma_i ||^2."""
-    if not isinstance(sde, VESDE):
-        raise ValueError(f"loss 'smld' needs the 've' SDE (NCSN noise levels), got {sde.name!r}")
-    i = _discrete_level(sde, x, generator)
-    sigma = sde.discrete_sigma(i).to(x)
-    t = i.to(x.dtype) / max(sde.N - 1, 1) * sde.T
-    z = _randn(x, generator)
-    score = score_fn(x + bcast(sigma, x) * z, t)
-    return _reduce((score * bcast(sigma, x) + z) ** 2, reduce_mean)
+@dataclass
+class SMLDLoss(Loss):
+    """NCSN loss over the VE SDE's N geometric levels (Song & Ermon 2019, eq. 5):
+    sigma_i^2 || s(x + sigma_i z, t_i) + z / sigma_i ||^2."""
+
+    reduce_mean: bool = False
+
+    def __post_init__(self) -> None:
+        _check_flag("reduce_mean", self.reduce_mean)
+
+    def check(self, sde: SDE) -> None:
+        if not isinstance(sde, VESDE):
+            raise ValueError(f"loss 'smld' needs the 've' SDE (NCSN noise levels), got {sde.name!r}")
+
+    def __call__(self, model, x, labels=None, generator=None):
+        sde = self._sde(model)
+        i = _discrete_level(sde, x, generator)
+        sigma = sde.discrete_sigma(i).to(x)
+        t = i.to(x.dtype) / max(sde.N - 1, 1) * sde.T
+        z = _randn(x, generator)
+        score = call_score(model, x + bcast(sigma, x) * z, t, labels)
+        return self._reduce((score * bcast(sigma, x) + z) ** 2)
 
 
 @register_loss("ddpm")
-def ddpm_loss(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, reduce_mean: bool = True,
-              generator: Optional[torch.Generator] = None, **_) -> torch.Tensor:
-    """DDPM's epsilon loss || sqrt(1 - abar_i) s(x_i, t_i) + z ||^2 with abar_i = prod_j (1 - beta_j)."""
-    if not isinstance(sde, VPSDE):
-        raise ValueError(f"loss 'ddpm' needs the 'vp' SDE (DDPM betas), got {sde.name!r}")
-    i = _discrete_level(sde, x, generator)
-    betas = sde.discrete_beta(torch.arange(sde.N)).to(x)
-    abar = torch.cumprod(1 - betas, 0)[i]
-    # level i has integrated beta ~ int_0^{(i+1)/N} beta(s) ds, so it sits at t = (i + 1) T / N
-    # (this keeps t > 0, where the continuous sigma(t) of scale_by_sigma is non-zero)
-    t = (i.to(x.dtype) + 1) / sde.N * sde.T
-    z = _randn(x, generator)
-    std = torch.sqrt(1 - abar)
-    score = score_fn(bcast(torch.sqrt(abar), x) * x + bcast(std, x) * z, t)
-    return _reduce((score * bcast(std, x) + z) ** 2, reduce_mean)
+@dataclass
+class DDPMLoss(Loss):
+    """DDPM's epsilon loss (Ho et al. 2020, eq. 14) over the VP SDE's N betas:
+    || sqrt(1 - abar_i) s(x_i, t_i) + z ||^2 with abar_i = prod_j (1 - beta_j).  Summed over
+    dimensions by default like every loss here (Ho et al. average: ``reduce_mean=True``)."""
+
+    reduce_mean: bool = False
+
+    def __post_init__(self) -> None:
+        _check_flag("reduce_mean", self.reduce_mean)
+
+    def check(self, sde: SDE) -> None:
+        if not isinstance(sde, VPSDE):
+            raise ValueError(f"loss 'ddpm' needs the 'vp' SDE (DDPM betas), got {sde.name!r}")
+
+    def __call__(self, model, x, labels=None, generator=None):
+        sde = self._sde(model)
+        i = _discrete_level(sde, x, generator)
+        betas = sde.discrete_beta(torch.arange(sde.N)).to(x)
+        abar = torch.cumprod(1 - betas, 0)[i]
+        # level i has integrated beta ~ int_0^{(i+1)/N} beta(s) ds, so it sits at t = (i + 1) T / N
+        # (this keeps t > 0, where the continuous sigma(t) of scale_by_sigma is non-zero)
+        t = (i.to(x.dtype) + 1) / sde.N * sde.T
+        z = _randn(x, generator)
+        std = torch.sqrt(1 - abar)
+        score = call_score(model, bcast(torch.sqrt(abar), x) * x + bcast(std, x) * z, t, labels)
+        return self._reduce((score * bcast(std, x) + z) ** 2)
 
 
-def _noise_free_input(sde: SDE, x: torch.Tensor, noise_t: Optional[float], eps: float, generator):
-    t_val = eps if noise_t is None else check_number("noise_t", noise_t, positive=True)
-    t = torch.full((x.shape[0],), t_val, device=x.device, dtype=x.dtype)
-    if noise_t is not None:
-        mean, std = sde.marginal_prob(x, t)
-        x = mean + bcast(std, x) * _randn(x, generator)
-    return x.detach().requires_grad_(True), t
+@dataclass
+class _NoiseFreeLoss(Loss):
+    """Shared by ssm/ism: data used as is (``noise_t=None``, the network conditioned on t = eps) or
+    perturbed once at the fixed time ``noise_t``."""
+
+    eps: float = 1e-5
+    noise_t: Optional[float] = None
+    reduce_mean: bool = False
+
+    def __post_init__(self) -> None:
+        check_number("eps", self.eps, positive=True)
+        if self.noise_t is not None:
+            check_number("noise_t", self.noise_t, positive=True)
+        _check_flag("reduce_mean", self.reduce_mean)
+
+    def check(self, sde: SDE) -> None:
+        check_eps(self.eps, sde)
+        if self.noise_t is not None and not self.noise_t <= sde.T:
+            raise ValueError(f"noise_t must lie in (0, T = {sde.T}], got {self.noise_t}")
+
+    def _input(self, sde: SDE, x: torch.Tensor, generator) -> Tuple[torch.Tensor, torch.Tensor]:
+        t_val = self.eps if self.noise_t is None else self.noise_t
+        t = torch.full((x.shape[0],), t_val, device=x.device, dtype=x.dtype)
+        if self.noise_t is not None:
+            mean, std = sde.marginal_prob(x, t)
+            x = mean + bcast(std, x) * _randn(x, generator)
+        return x.detach().requires_grad_(True), t
+
+    def _finish(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return out / x[0].numel() if self.reduce_mean else out
 
 
 @register_loss("ssm")
-def ssm_loss(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, eps: float = 1e-5, noise_t: Optional[float] = None,
-             n_slices: int = 1, reduce_mean: bool = False, generator: Optional[torch.Generator] = None,
-             **_) -> torch.Tensor:
-    """Sliced score matching (variance-reduced): v^T (d s / dx) v + ||s||^2 / 2, v ~ N(0, I)."""
-    xin, t = _noise_free_input(sde, x, noise_t, eps, generator)
-    s = score_fn(xin, t)
-    total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-    for _ in range(n_slices):
-        v = _randn(x, generator)
-        gv = torch.autograd.grad((s * v).sum(), xin, create_graph=True)[0]
-        total = total + (gv * v).flatten(1).sum(1)
-    out = total / n_slices + 0.5 * s.flatten(1).pow(2).sum(1)
-    return out / x[0].numel() if reduce_mean else out
+@dataclass
+class SSMLoss(_NoiseFreeLoss):
+    """Sliced score matching, variance-reduced (Song et al. 2019, eq. 8):
+    v^T (d s / dx) v + ||s||^2 / 2 with ``n_slices`` projections v ~ N(0, I)."""
+
+    n_slices: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("n_slices", self.n_slices, minimum=1)
+
+    def __call__(self, model, x, labels=None, generator=None):
+        xin, t = self._input(self._sde(model), x, generator)
+        s = call_score(model, xin, t, labels)
+        total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        for _ in range(self.n_slices):
+            v = _randn(x, generator)
+            gv = torch.autograd.grad((s * v).sum(), xin, create_graph=True)[0]
+            total = total + (gv * v).flatten(1).sum(1)
+        return self._finish(x, total / self.n_slices + 0.5 * s.flatten(1).pow(2).sum(1))
 
 
 @register_loss("ism")
-def ism_loss(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, eps: float = 1e-5, noise_t: Optional[float] = None,
-             reduce_mean: bool = False, generator: Optional[torch.Generator] = None, **_) -> torch.Tensor:
+@dataclass
+class ISMLoss(_NoiseFreeLoss):
     """Implicit score matching (Hyvarinen 2005): tr(d s / dx) + ||s||^2 / 2, exact trace (D passes)."""
-    xin, t = _noise_free_input(sde, x, noise_t, eps, generator)
-    s = score_fn(xin, t)
-    sf = s.flatten(1)
-    trace = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-    for i in range(sf.shape[1]):
-        trace = trace + torch.autograd.grad(sf[:, i].sum(), xin, create_graph=True)[0].flatten(1)[:, i]
-    out = trace + 0.5 * sf.pow(2).sum(1)
-    return out / x[0].numel() if reduce_mean else out
 
-
-def loss_options(name: str) -> Dict[str, object]:
-    """Keyword options the named loss accepts (for config validation)."""
-    import inspect
-
-    fn = LOSSES.get(name)
-    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.kind == p.KEYWORD_ONLY}
+    def __call__(self, model, x, labels=None, generator=None):
+        xin, t = self._input(self._sde(model), x, generator)
+        sf = call_score(model, xin, t, labels).flatten(1)
+        trace = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        for i in range(sf.shape[1]):
+            trace = trace + torch.autograd.grad(sf[:, i].sum(), xin, create_graph=True)[0].flatten(1)[:, i]
+        return self._finish(x, trace + 0.5 * sf.pow(2).sum(1))

@@ -6,6 +6,7 @@ exactly, so these estimators are unbiased for true samples even when modes overl
 """
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import torch
@@ -43,10 +44,17 @@ def mode_moments(target: GaussianMixture, x: torch.Tensor) -> Tuple[torch.Tensor
     return means, covs
 
 
+def mean_se(values: torch.Tensor) -> Tuple[float, float]:
+    """Mean of a 1-D tensor and its standard error std / sqrt(n)."""
+    v = values.detach().double().flatten()
+    if v.numel() < 2:
+        raise ValueError(f"a standard error needs at least 2 values, got {v.numel()}")
+    return float(v.mean()), float(v.std()) / math.sqrt(v.numel())
+
+
 def mean_log_prob(target: GaussianMixture, x: torch.Tensor) -> Tuple[float, float]:
     """Mean exact log p of samples x (nats) and its standard error."""
-    lp = target.log_prob(x.double())
-    return float(lp.mean()), float(lp.std()) / lp.numel() ** 0.5
+    return mean_se(target.log_prob(x.double()))
 
 
 def log_density_gap(target: GaussianMixture, x: torch.Tensor, reference: torch.Tensor) -> float:

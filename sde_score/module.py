@@ -5,50 +5,44 @@ A ScoreModule follows the score-function protocol (``module(x, t)`` is the score
 """
 from __future__ import annotations
 
+import io
 from typing import Any, Dict, Optional, Union
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from .checks import check_choice, check_eps, check_int, check_number
+from .checks import check_choice, check_int, check_number
 from .checkpoints import read_checkpoint
-from .losses import LOSSES, ImportanceTimeSampler, loss_options
-from .models.registry import class_path_of, net_class, registered_net
+from .losses import LOSSES, Loss, build_loss
+from .models.registry import build_net, net_config
 from .sampling import sample
 from .sdes import SDE, bcast, get_sde
 
 PARAMETERIZATIONS = ("score", "energy")
+# ScoreModule arguments of checkpoints written before losses were objects (they now live in the loss)
+_LEGACY_LOSS_KEYS = ("loss_kwargs", "likelihood_weighting", "importance_sampling", "reduce_mean", "eps")
 
 
-def build_net(net: Union[nn.Module, Dict[str, Any]]) -> nn.Module:
-    """An nn.Module, or one built from {"class_path": ..., "init_args": {...}} where class_path names a
-    registered network (``sde_score.models.NETWORKS``).  Resolved by lookup: nothing is imported, so a
-    config or checkpoint cannot make this call arbitrary code."""
-    if isinstance(net, nn.Module):
-        return net
-    if not isinstance(net, dict) or "class_path" not in net:
-        raise ValueError(f"net must be an nn.Module or a dict with class_path/init_args, got {net!r}")
-    unknown = set(net) - {"class_path", "init_args"}
-    if unknown:
-        raise ValueError(f"net config has unknown keys {sorted(unknown)}; accepted: class_path, init_args")
-    init_args = net.get("init_args") or {}
-    if not isinstance(init_args, dict):
-        raise ValueError(f"net init_args must be a mapping, got {init_args!r}")
-    return net_class(net["class_path"])(**init_args)
-
-
-def net_config(net: nn.Module) -> Dict[str, Any]:
-    """The class_path/init_args a checkpoint records to rebuild ``net`` (a registered network)."""
-    cls = type(net)
-    if registered_net(class_path_of(cls)) is not cls:
-        raise ValueError(f"{cls.__name__} is not a registered network, so checkpoints could not rebuild it "
-                         f"safely; register it with @sde_score.register_net(\"name\") on the class")
-    init_args = getattr(net, "init_args", None)
-    if init_args is None:
-        raise ValueError(f"{cls.__name__} does not record its constructor arguments (init_args); "
-                         f"checkpoints could not rebuild it")
-    return {"class_path": class_path_of(cls), "init_args": dict(init_args)}
+def upgrade_hparams(hparams: Dict[str, Any]) -> Dict[str, Any]:
+    """Saved hyper-parameters in today's form: a checkpoint from before loss objects (``loss`` a name,
+    its options in ``loss_kwargs`` and module-level DSM options) gets the equivalent loss config.
+    The old module passed ``eps`` and ``reduce_mean`` to every loss, the DSM flags to ``dsm`` only."""
+    if not any(k in hparams for k in _LEGACY_LOSS_KEYS):
+        return hparams
+    h = dict(hparams)
+    name = h.get("loss", "dsm")
+    opts = dict(h.pop("loss_kwargs", None) or {})
+    opts["reduce_mean"] = h.pop("reduce_mean", False)
+    eps = h.pop("eps", 1e-5)
+    flags = {k: h.pop(k, False) for k in ("likelihood_weighting", "importance_sampling")}
+    cls = LOSSES.resolve(name)
+    if "eps" in cls.__dataclass_fields__:
+        opts["eps"] = eps
+    if name == "dsm":
+        opts.update(flags)
+    h["loss"] = {"class_path": name, "init_args": opts}
+    return h
 
 
 class ScoreModule(pl.LightningModule):
@@ -58,9 +52,9 @@ class ScoreModule(pl.LightningModule):
         net: network ``net(x, t)`` (output shaped like x, or a scalar energy with
             ``parameterization="energy"``), or its class_path/init_args config.
         sde: SDE name ("ve", "vp", "subvp"); sde_kwargs: its hyper-parameters.
-        loss: "dsm" (default), "smld", "ddpm", "ssm", "ism"; loss_kwargs: extra options
-            (e.g. noise_t, n_slices for ssm/ism).
-        likelihood_weighting, importance_sampling, reduce_mean, eps: DSM options (see ``losses``).
+        loss: a ``losses.Loss``, a registered name ("dsm" (default), "smld", "ddpm", "ssm", "ism") or
+            {"class_path": name, "init_args": {...}}, e.g. {"class_path": "dsm", "init_args":
+            {"likelihood_weighting": True, "importance_sampling": True}}.
         scale_by_sigma: score = net output / sigma(t) (the net predicts -noise; Song 2021 code).
         lr, weight_decay, warmup_steps, grad_clip: Adam with linear warm-up, gradient-norm clipping.
         sampler: options for ``sample()`` in predict / validation images, e.g.
@@ -69,25 +63,16 @@ class ScoreModule(pl.LightningModule):
     """
 
     def __init__(self, net: Union[nn.Module, Dict[str, Any]], sde: str = "vp", sde_kwargs: Optional[dict] = None,
-                 loss: str = "dsm", loss_kwargs: Optional[dict] = None, likelihood_weighting: bool = False,
-                 importance_sampling: bool = False, reduce_mean: bool = False, eps: float = 1e-5,
-                 parameterization: str = "score", scale_by_sigma: bool = True, lr: float = 2e-4,
+                 loss: Union[str, Dict[str, Any], Loss] = "dsm", parameterization: str = "score",
+                 scale_by_sigma: bool = True, lr: float = 2e-4,
                  weight_decay: float = 0.0, warmup_steps: int = 0, grad_clip: Optional[float] = 1.0,
                  sampler: Optional[dict] = None, sample_seed: int = 0, val_sample_images: int = 0) -> None:
         super().__init__()
         self.net = build_net(net)
         self.sde: SDE = get_sde(sde, **(sde_kwargs or {}))
-        LOSSES.get(loss)  # unknown names raise, listing the registered ones
-        self.loss_name = loss.lower()
-        self.loss_kwargs = dict(loss_kwargs or {})
-        unknown = set(self.loss_kwargs) - set(loss_options(loss))
-        if unknown:
-            raise ValueError(f"unknown loss_kwargs {sorted(unknown)} for loss {loss!r}; "
-                             f"accepted: {sorted(loss_options(loss))}")
-        if importance_sampling and not likelihood_weighting:
-            raise ValueError("importance_sampling=True needs likelihood_weighting=True")
+        self.loss = build_loss(loss)
+        self.loss.check(self.sde)
         self.parameterization = check_choice("parameterization", parameterization, PARAMETERIZATIONS)
-        self.eps = check_eps(eps, self.sde)
         self.lr = check_number("lr", lr, positive=True)
         check_number("weight_decay", weight_decay, nonneg=True)
         check_int("warmup_steps", warmup_steps, minimum=0)
@@ -95,15 +80,10 @@ class ScoreModule(pl.LightningModule):
             check_number("grad_clip", grad_clip, positive=True)
         self.sampler = dict(sampler or {"method": "pc"})
         self.data_shape = tuple(getattr(self.net, "data_shape", ())) or None
-        self._t_sampler = ImportanceTimeSampler(self.sde, self.eps) if importance_sampling else None
-        self.save_hyperparameters({"net": net_config(self.net), "sde": sde, "sde_kwargs": dict(sde_kwargs or {}),
-                                   "loss": loss, "loss_kwargs": self.loss_kwargs,
-                                   "likelihood_weighting": likelihood_weighting,
-                                   "importance_sampling": importance_sampling, "reduce_mean": reduce_mean,
-                                   "eps": eps, "parameterization": parameterization,
-                                   "scale_by_sigma": scale_by_sigma, "lr": lr, "weight_decay": weight_decay,
-                                   "warmup_steps": warmup_steps, "grad_clip": grad_clip, "sampler": self.sampler,
-                                   "sample_seed": sample_seed, "val_sample_images": val_sample_images})
+        # save_hyperparameters reads this frame's arguments: net and loss are saved as the plain
+        # class_path/init_args data that checkpoints may hold and build_net / build_loss rebuild
+        net, loss, sampler = net_config(self.net), LOSSES.config_of(self.loss), self.sampler
+        self.save_hyperparameters()
 
     # -- the score ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -132,12 +112,7 @@ class ScoreModule(pl.LightningModule):
 
     # -- training -------------------------------------------------------------------------------
     def _loss(self, x: torch.Tensor) -> torch.Tensor:
-        fn = LOSSES.get(self.loss_name)
-        opts = dict(eps=self.eps, reduce_mean=self.hparams.reduce_mean, **self.loss_kwargs)
-        if self.loss_name == "dsm":
-            opts.update(likelihood_weighting=self.hparams.likelihood_weighting,
-                        importance_sampling=self.hparams.importance_sampling, t_sampler=self._t_sampler)
-        return fn(self, self.sde, x, **opts).mean()
+        return self.loss(self, x).mean()
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
@@ -203,6 +178,12 @@ class ScoreModule(pl.LightningModule):
         """Load a checkpoint as plain data (``checkpoints.read_checkpoint``: no pickled objects, only
         registered classes; nothing else is imported or called).  Its state_dict holds the EMA weights
         when the EMAWeightAveraging callback was used."""
-        _, stream = read_checkpoint(path, map_location)
+        ckpt, stream = read_checkpoint(path, map_location)
+        hparams = ckpt.get("hyper_parameters", {})
+        if upgrade_hparams(hparams) is not hparams:
+            ckpt["hyper_parameters"] = upgrade_hparams(hparams)
+            stream = io.BytesIO()
+            torch.save(ckpt, stream)
+            stream.seek(0)
         module = cls.load_from_checkpoint(stream, map_location=map_location, weights_only=True)
         return module.eval()

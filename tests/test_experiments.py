@@ -1,4 +1,5 @@
 """Experiment and benchmark scripts: --help parses, and a tiny run of each writes its files."""
+import ast
 import importlib.util
 import json
 import sys
@@ -13,14 +14,32 @@ import sde_score
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve",
            "digits_inpaint", "likelihood_accuracy", "digits_bpd"]
+ALLOWED_ROOTS = set(sys.stdlib_module_names) | {"sde_score", "torch", "numpy", "yaml", "scipy", "tqdm", "sklearn",
+                                                "torchsde", "torchdiffeq", "pytorch_lightning"}
 
 
 def _load(name):
-    sys.path.insert(0, str(ROOT / "experiments"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def test_scripts_are_all_listed_and_import_only_the_public_library():
+    """Scripts never import each other, touch sys.path or import private names: what they share
+    lives in the library (sde_score.benchmarks, metrics)."""
+    assert sorted(p.stem for p in (ROOT / "experiments").glob("*.py")) == sorted(SCRIPTS)
+    for name in SCRIPTS:
+        tree = ast.parse((ROOT / "experiments" / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module.split(".")[0] in ALLOWED_ROOTS, (name, node.module)
+                assert not any(part.startswith("_") for part in node.module.split(".")[1:]), (name, node.module)
+                assert not any(a.name.startswith("_") for a in node.names), (name, [a.name for a in node.names])
+            elif isinstance(node, ast.Import):
+                assert all(a.name.split(".")[0] in ALLOWED_ROOTS for a in node.names), name
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                assert (node.value.id, node.attr) != ("sys", "path"), name
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

@@ -84,7 +84,7 @@ def test_net_class_path_callable_never_runs(real_ckpt, tmp_path):
     _both_loaders_refuse(path, tmp_path, marker, "'os.system' is not an allowed class")
 
 
-@pytest.mark.parametrize("where", ["sde_kwargs", "loss_kwargs", "sampler", "top"])
+@pytest.mark.parametrize("where", ["sde_kwargs", "loss", "sampler", "top"])
 def test_nested_class_path_never_runs(real_ckpt, tmp_path, where):
     marker = tmp_path / "pwned"
 

@@ -7,57 +7,29 @@ its checkpoints.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Dict, Union
 
 from torch import nn
 
 from ..checkpoints import allow_classes
-from ..registry import Registry
+from ..registry import ClassRegistry
 
-NETWORKS: Registry[type] = Registry("network")
-
-
-def register_net(name: str) -> Callable[[type], type]:
-    """Class decorator: allow ``name`` (and the class's dotted path) in configs and checkpoints."""
-    def decorator(cls: type) -> type:
-        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-            raise ValueError(f"only nn.Module subclasses can be registered as networks, got {cls!r}")
-        return NETWORKS.register(name)(cls)
-    return decorator
+NETWORKS = ClassRegistry("network", nn.Module, "register your own with @sde_score.register_net(\"name\") "
+                                               "on the class")
+register_net = NETWORKS.register
+registered_net = NETWORKS.lookup
+net_class = NETWORKS.resolve
+allow_classes(NETWORKS.lookup)  # checkpoints may name registered networks, nothing else of this layer
 
 
-def _paths(cls: type) -> list:
-    """Dotted paths naming ``cls``: its defining module and every parent package that may re-export it
-    (``sde_score.models.mlp.ScoreMLP`` and ``sde_score.models.ScoreMLP``)."""
-    parts = cls.__module__.split(".")
-    return [".".join(parts[:k] + [cls.__qualname__]) for k in range(len(parts), 0, -1)]
+def build_net(net: Union[nn.Module, Dict[str, Any]]) -> nn.Module:
+    """An nn.Module as is, or one built from {"class_path": ..., "init_args": {...}} naming a registered
+    network (lookup only: a config or checkpoint cannot make this call arbitrary code)."""
+    if isinstance(net, str):
+        raise ValueError(f"net must be an nn.Module or a dict with class_path/init_args, got {net!r}")
+    return NETWORKS.build(net)
 
 
-def registered_net(class_path: object) -> Optional[type]:
-    """The registered network named by ``class_path`` (a registry name or a dotted path), else None.
-    Resolves by lookup only: nothing is imported."""
-    if not isinstance(class_path, str):
-        return None
-    if class_path in NETWORKS:
-        return NETWORKS.get(class_path)
-    for cls in NETWORKS.values():
-        if class_path in _paths(cls):
-            return cls
-    return None
-
-
-def net_class(class_path: object) -> type:
-    """Like :func:`registered_net` but raises ``ValueError`` naming what would be accepted."""
-    cls = registered_net(class_path)
-    if cls is None:
-        raise ValueError(f"network class_path {class_path!r} is not a registered network; registered: "
-                         f"{', '.join(NETWORKS.names())} (register your own with sde_score.register_net)")
-    return cls
-
-
-def class_path_of(cls: type) -> str:
-    """The dotted path a checkpoint records for a network class (its defining module's)."""
-    return _paths(cls)[0]
-
-
-allow_classes(registered_net)  # checkpoints may name registered networks, nothing else of this layer
+def net_config(net: nn.Module) -> Dict[str, Any]:
+    """The class_path/init_args a checkpoint records to rebuild ``net`` (a registered network)."""
+    return NETWORKS.config_of(net)

@@ -11,7 +11,6 @@ import torch
 
 from ..checks import check_eps, check_finite, check_int
 from ..sdes import SDE
-from . import dpm_solver, heun, langevin, ode, pc, reverse_sde, sde_adaptive  # noqa: F401 - register methods
 from .methods import METHODS, MethodSpec
 from .model import counted_run, resolve_model, resolve_shape
 from .ode import PFODE, integrate
