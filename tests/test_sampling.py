@@ -169,7 +169,7 @@ class _FakeModule:
      r"unknown option\(s\) tol for method 'pc'; accepted: steps, eps, after_step, predictor"),
     (dict(eps=1.5), ValueError, r"eps must lie in \(0, T=1.0\)"),
     (dict(eps=0.0), ValueError, r"eps must lie in \(0, T=1.0\)"),
-    (dict(steps=0), ValueError, "steps must be an integer >= 1"),
+    (dict(steps=0), ValueError, "steps must be an integer >= 2, got 0"),
     (dict(shape=(0, 2)), ValueError, "shape must be the full batch shape"),
     (dict(shape=None), ValueError, "give shape="),
     (dict(method="ode", solver="euler", steps=None), ValueError, "unknown solver 'euler'"),
@@ -279,3 +279,71 @@ def test_fast_samplers_16d_mean_and_covariance(sde_name, method, opts):
                progress=False, **opts)
     assert_tv_below(target, x, 0.03)
     assert_mixture_moments(target, x)
+
+
+def _nan_on_call(score, n_call):
+    calls = [0]
+
+    def model(x, t):
+        calls[0] += 1
+        out = score(x, t)
+        return torch.full_like(out, float("nan")) if calls[0] == n_call else out
+    return model
+
+
+METHOD_RUNS = {  # (method, options) cheap runs of every method
+    "pc": dict(steps=5), "sde": dict(steps=5), "ode": dict(rtol=1e-2, atol=1e-2), "heun": dict(steps=3),
+    "dpm_solver": dict(steps=4), "sde_adaptive": dict(rtol=0.1), "langevin": dict(n_steps=5),
+    "annealed_langevin": dict(n_steps_each=2, denoise=True),
+}
+
+
+def test_every_method_is_in_the_nan_check():
+    assert set(METHOD_RUNS) == set(sde_score.METHODS.names())
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_RUNS))
+def test_nan_from_the_final_score_call_is_an_error(method):
+    """A model that returns NaN only on its last call must not give NaN samples silently."""
+    target, sde = get_target("ring8"), get_sde("ve", N=6)
+    opts = dict(shape=(8, 2), generator=torch.Generator().manual_seed(0), progress=False, **METHOD_RUNS[method])
+    _, info = sample(target.score_fn(sde), sde, method, return_info=True, **opts)
+    opts["generator"] = torch.Generator().manual_seed(0)
+    with pytest.raises(FloatingPointError, match="non-finite values"):
+        sample(_nan_on_call(target.score_fn(sde), info.nfe), sde, method, **opts)
+
+
+@pytest.mark.parametrize("method", ["smc", "replacement"])
+def test_nan_from_the_final_score_call_is_an_error_in_impute(method):
+    target, sde = get_target("bimodal16d"), get_sde("vp")
+    x, mask = target.sample(4, torch.Generator().manual_seed(0)), torch.arange(16) < 8
+    opts = dict(steps=25, generator=torch.Generator().manual_seed(0), progress=False)
+    _, info = sde_score.impute(target.score_fn(sde), x, mask, sde, method, return_info=True, **opts)
+    opts["generator"] = torch.Generator().manual_seed(0)
+    with pytest.raises(FloatingPointError, match="non-finite values"):
+        sde_score.impute(_nan_on_call(target.score_fn(sde), info.nfe), x, mask, sde, method, **opts)
+
+
+@pytest.mark.parametrize("bad,got", [
+    (lambda x, t: x[:1], r"a torch.float32 tensor of shape \(1, 2\)"),
+    (lambda x, t: x[:, :1], r"a torch.float32 tensor of shape \(6, 1\)"),
+    (lambda x, t: torch.cat([x, x[:, :1]], 1), r"a torch.float32 tensor of shape \(6, 3\)"),
+    (lambda x, t: x[:, 0], r"a torch.float32 tensor of shape \(6,\)"),
+    (lambda x, t: (x,), "a tuple"),
+    (lambda x, t: x.numpy(), "a ndarray"),
+    (lambda x, t: x.long(), r"a torch.int64 tensor of shape \(6, 2\)"),
+])
+@pytest.mark.parametrize("method", ["dpm_solver", "pc"])
+def test_score_output_must_be_shaped_like_x(bad, got, method):
+    with pytest.raises(ValueError, match=f"the score model returned {got} for x of shape \\(6, 2\\)"):
+        sample(bad, "ve", method, shape=(6, 2), steps=3, progress=False)
+
+
+@pytest.mark.parametrize("method", ["pc", "sde", "annealed_langevin", "heun", "dpm_solver"])
+def test_one_step_is_refused(method):
+    score = get_target("ring8").score_fn(get_sde("ve"))
+    with pytest.raises(ValueError, match="steps must be an integer >= 2, got 1"):
+        sample(score, "ve", method, shape=(4, 2), steps=1, progress=False)
+    if method in ("pc", "sde", "annealed_langevin"):  # their default is the SDE's N
+        with pytest.raises(ValueError, match=r"steps \(default: the SDE's N = 1\) must be an integer >= 2, got 1"):
+            sample(score, get_sde("ve", N=1), method, shape=(4, 2), progress=False)

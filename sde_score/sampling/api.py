@@ -15,6 +15,7 @@ from .methods import METHODS, MethodSpec
 from .model import counted_run, resolve_model, resolve_shape
 from .ode import PFODE, integrate
 from .schedules import sigma_schedule
+from .state import check_output
 
 # Arguments every method receives from sample() when its signature names them; the rest are its own options.
 _PROVIDED = ("score_fn", "sde", "x", "steps", "eps", "sigmas", "generator", "progress", "callback", "shape", "device")
@@ -52,8 +53,12 @@ def _method_arguments(name: str, spec: MethodSpec, sde: SDE, steps, eps, options
             steps = spec.default_steps
         args["sigmas"] = sigma_schedule(sde, steps, eps, schedule, options.pop("rho", 7.0))
     if "steps" in params:
-        default = sde.N if spec.default_steps is None else spec.default_steps
-        args["steps"] = check_int("steps", default if steps is None else steps)
+        # one step from T lands near the prior (samples of absmax ~20 for sigma_max 10): never a sample
+        name = "steps"
+        if steps is None:
+            steps = sde.N if spec.default_steps is None else spec.default_steps
+            name = f"steps (default: the SDE's N = {sde.N})" if spec.default_steps is None else name
+        args["steps"] = check_int(name, steps, minimum=2)
     if "eps" in params:
         args["eps"] = eps
     return args
@@ -96,6 +101,7 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
         options["shape"], options["device"] = shape, device
     with counted_run(score_fn, method) as (counter, info):
         x = spec.fn(counter, sde, x, generator=generator, progress=progress, callback=callback, **args, **options)
+    check_output(x, f"method {method!r}")
     return (x, info) if return_info else x
 
 
@@ -108,4 +114,5 @@ def ode_encode(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *, eps
     with counted_run(score_fn, "ode_encode") as (counter, info):
         flow = PFODE(sde, counter, time_variable)
         z, _ = integrate(flow, x, flow.to_var(eps), flow.to_var(sde.T), solver=solver, rtol=rtol, atol=atol)
+    check_output(z, "ode_encode")
     return (z, info) if return_info else z

@@ -24,7 +24,7 @@ from ..sdes import SDE, bcast
 from .denoiser import final_denoise
 from .model import counted_run, resolve_model
 from .schedules import time_grid
-from .state import check_state, gaussian_like, progress_bar
+from .state import check_output, check_state, gaussian_like, progress_bar
 
 IMPUTE_METHODS = ("smc", "replacement")
 
@@ -157,4 +157,5 @@ def impute(model, x_known: torch.Tensor, mask: torch.Tensor, sde: Union[str, SDE
     fn = smc_impute if method == "smc" else replacement_impute
     with counted_run(score_fn, f"impute[{method}]") as (counter, info):
         x = fn(counter, sde, x_known, mask, steps=steps, eps=eps, generator=generator, progress=progress, **options)
+    check_output(torch.where(mask, torch.zeros_like(x), x), f"impute[{method}]")  # NaN allowed at known entries
     return (x, info) if return_info else x

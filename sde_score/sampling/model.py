@@ -26,7 +26,9 @@ class SampleInfo:
 
 
 class CountingScore:
-    """Wraps a score function and counts its evaluations (NFE, one per batched call)."""
+    """Wraps a score function, counts its evaluations (NFE, one per batched call) and checks that each
+    returns a floating tensor shaped like x (a (1, D) or (B, 1) output would broadcast into finite
+    garbage)."""
 
     def __init__(self, score_fn: ScoreFn) -> None:
         self.score_fn = score_fn
@@ -34,7 +36,13 @@ class CountingScore:
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
-        return self.score_fn(x, t)
+        out = self.score_fn(x, t)
+        if not torch.is_tensor(out) or not out.is_floating_point() or out.shape != x.shape:
+            got = (f"a {out.dtype} tensor of shape {tuple(out.shape)}" if torch.is_tensor(out)
+                   else f"a {type(out).__name__}")
+            raise ValueError(f"the score model returned {got} for x of shape {tuple(x.shape)}; it must return a "
+                             f"floating tensor shaped like x (wrap models that return other outputs)")
+        return out
 
 
 def resolve_model(model, sde: Union[str, SDE, None]) -> Tuple[ScoreFn, SDE, Optional[tuple], torch.device]:

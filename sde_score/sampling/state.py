@@ -35,6 +35,15 @@ def check_state(x: torch.Tensor, step: int, t) -> None:
                                  f"check the score model, the step count or the step size")
 
 
+def check_output(x: torch.Tensor, what: str) -> None:
+    """Raise FloatingPointError if a finished run's result is not finite (a NaN from the last score
+    evaluation or step would otherwise be returned silently)."""
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+        raise FloatingPointError(f"{what} produced non-finite values in its result ({bad} of {x.shape[0]} samples), "
+                                 f"from the last step or the final denoising; check the score model")
+
+
 def progress_bar(it: Iterable, progress: bool, desc: str, total: Optional[int] = None):
     return tqdm(it, desc=desc, total=total, disable=not progress, leave=False, dynamic_ncols=True)
 
