@@ -1,5 +1,6 @@
 """Harnesses shared by the benchmark scripts under ``experiments/``: sampler quality and likelihood
-accuracy against the exact mixture targets, mean and standard error, and YAML configs.
+accuracy against the exact mixture targets, and YAML configs (mean and standard error:
+``metrics.mean_se``).
 
 Each returns plain rows (dicts) that the scripts print, plot and write as JSON; the scripts import
 them from here and never from each other.
@@ -13,7 +14,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 import torch
 
 from .likelihood import log_likelihood
-from .metrics import mean_log_prob, mean_se, mode_weight_tv, tv_floor  # noqa: F401 (mean_se re-exported)
+from .metrics import mean_log_prob, mode_weight_tv, tv_floor
 from .sampling import CountingScore, optimized_schedule, sample
 from .sdes import get_sde
 from .targets import get_target

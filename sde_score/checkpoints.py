@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
+from .registry import ClassRegistry
+
 PathLike = Union[str, "os.PathLike[str]"]
 CLASS_PATH_KEYS = ("class_path", "_class_path")
 
@@ -77,7 +79,7 @@ def canonical_class_paths(tree: Any) -> Any:
         for key in CLASS_PATH_KEYS:
             cls = allowed_class(out.get(key)) if key in out else None
             if cls is not None:
-                out[key] = f"{cls.__module__}.{cls.__qualname__}"
+                out[key] = ClassRegistry.class_path_of(cls)
         return out
     if isinstance(tree, (list, tuple)):
         return type(tree)(canonical_class_paths(v) for v in tree)

@@ -92,6 +92,18 @@ class Loss(ABC):
         v = v.flatten(1)
         return v.mean(1) if self.reduce_mean else v.sum(1)
 
+    @staticmethod
+    def _perturbed_score(model, x: torch.Tensor, t: torch.Tensor, alpha: Optional[torch.Tensor],
+                         sigma: torch.Tensor, labels, generator) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(score at x_t = alpha x + sigma z, z) with z ~ N(0, I); alpha None is NCSN's x + sigma z."""
+        z = _randn(x, generator)
+        mean = x if alpha is None else bcast(alpha, x) * x
+        return call_score(model, mean + bcast(sigma, x) * z, t, labels), z
+
+    def _noise_residual(self, score: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """|| sigma s + z ||^2 per sample (B,): the denoising loss with lambda = sigma^2."""
+        return self._reduce((score * bcast(sigma, z) + z) ** 2)
+
 
 LOSSES = ClassRegistry("loss", Loss, "register your own with @sde_score.register_loss(\"name\") on a Loss subclass")
 register_loss = LOSSES.register
@@ -144,15 +156,14 @@ class DSMLoss(Loss):
             t = t_sampler.sample(B, x, generator)
         else:
             t = self.eps + (sde.T - self.eps) * _rand(B, x, generator)
-        z = _randn(x, generator)
         alpha, sigma = sde.alpha_sigma(t)
-        score = call_score(model, bcast(alpha, x) * x + bcast(sigma, x) * z, t, labels)
+        score, z = self._perturbed_score(model, x, t, alpha, sigma, labels, generator)
         if self.importance_sampling:
             # lambda / q = g^2 / (g^2 / sigma^2 / Z) = Z sigma^2; times 1/(T - eps) to match E_{t~U}
-            return self._reduce((score * bcast(sigma, x) + z) ** 2) * t_sampler.Z / (sde.T - self.eps)
+            return self._noise_residual(score, z, sigma) * t_sampler.Z / (sde.T - self.eps)
         if self.likelihood_weighting:
             return self._reduce((score + z / bcast(sigma, x)) ** 2) * sde.diffusion(t) ** 2
-        return self._reduce((score * bcast(sigma, x) + z) ** 2)
+        return self._noise_residual(score, z, sigma)
 
 
 def _discrete_level(sde: SDE, x: torch.Tensor, generator) -> torch.Tensor:
@@ -179,9 +190,8 @@ class SMLDLoss(Loss):
         i = _discrete_level(sde, x, generator)
         sigma = sde.discrete_sigma(i).to(x)
         t = i.to(x.dtype) / max(sde.N - 1, 1) * sde.T
-        z = _randn(x, generator)
-        score = call_score(model, x + bcast(sigma, x) * z, t, labels)
-        return self._reduce((score * bcast(sigma, x) + z) ** 2)
+        score, z = self._perturbed_score(model, x, t, None, sigma, labels, generator)
+        return self._noise_residual(score, z, sigma)
 
 
 @register_loss("ddpm")
@@ -208,10 +218,9 @@ class DDPMLoss(Loss):
         # level i has integrated beta ~ int_0^{(i+1)/N} beta(s) ds, so it sits at t = (i + 1) T / N
         # (this keeps t > 0, where the continuous sigma(t) of scale_by_sigma is non-zero)
         t = (i.to(x.dtype) + 1) / sde.N * sde.T
-        z = _randn(x, generator)
         std = torch.sqrt(1 - abar)
-        score = call_score(model, bcast(torch.sqrt(abar), x) * x + bcast(std, x) * z, t, labels)
-        return self._reduce((score * bcast(std, x) + z) ** 2)
+        score, z = self._perturbed_score(model, x, t, torch.sqrt(abar), std, labels, generator)
+        return self._noise_residual(score, z, std)
 
 
 @dataclass
@@ -230,7 +239,7 @@ class _NoiseFreeLoss(Loss):
         _check_flag("reduce_mean", self.reduce_mean)
 
     def check(self, sde: SDE) -> None:
-        check_eps(self.eps, sde)
+        super().check(sde)
         if self.noise_t is not None and not self.noise_t <= sde.T:
             raise ValueError(f"noise_t must lie in (0, T = {sde.T}], got {self.noise_t}")
 

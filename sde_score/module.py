@@ -180,8 +180,9 @@ class ScoreModule(pl.LightningModule):
         when the EMAWeightAveraging callback was used."""
         ckpt, stream = read_checkpoint(path, map_location)
         hparams = ckpt.get("hyper_parameters", {})
-        if upgrade_hparams(hparams) is not hparams:
-            ckpt["hyper_parameters"] = upgrade_hparams(hparams)
+        upgraded = upgrade_hparams(hparams)
+        if upgraded is not hparams:
+            ckpt["hyper_parameters"] = upgraded
             stream = io.BytesIO()
             torch.save(ckpt, stream)
             stream.seek(0)

@@ -27,7 +27,7 @@ class ScoreModel:
         self.data_shape = tuple(int(s) for s in data_shape) if data_shape is not None else None
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.score_fn(x, t) if labels is None else self.score_fn(x, t, labels)
+        return call_score(self.score_fn, x, t, labels)
 
 
 def model_sde(model) -> SDE:

@@ -10,8 +10,10 @@ SMALL = {"score_mlp": (ScoreMLP, dict(data_shape=[3], width=16, depth=2), (3,)),
          "unet": (UNet, dict(data_shape=[2, 8, 8], channels=[8, 16], emb_dim=16), (2, 8, 8))}
 
 
-def test_every_registered_network_is_covered():
-    assert set(NETWORKS.names()) == set(SMALL)
+def test_every_packaged_network_is_covered():
+    # other tests register their own networks in the same process: count the package's only
+    packaged = {n for n in NETWORKS.names() if NETWORKS.get(n).__module__.startswith("sde_score.")}
+    assert packaged == set(SMALL)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

@@ -347,3 +347,17 @@ def test_one_step_is_refused(method):
     if method in ("pc", "sde", "annealed_langevin"):  # their default is the SDE's N
         with pytest.raises(ValueError, match=r"steps \(default: the SDE's N = 1\) must be an integer >= 2, got 1"):
             sample(score, get_sde("ve", N=1), method, shape=(4, 2), progress=False)
+
+
+def test_score_output_is_checked_at_every_entry_point():
+    bad = lambda x, t: x[:, :1]  # noqa: E731
+    match = r"the score model returned a torch.\w+ tensor of shape \((\d+), 1\) for x of shape \(\1, 2\)"
+    x = torch.zeros(4, 2)
+    calls = [lambda: sde_score.log_likelihood(bad, x.double(), "ve", progress=False),
+             lambda: sde_score.ode_encode(bad, x, "ve"),
+             lambda: sde_score.impute(bad, x, torch.tensor([True, False]), "ve", steps=3, progress=False),
+             lambda: sde_score.optimized_schedule(bad, "ve", 4, shape=(4, 2), fine_levels=8, pilot_samples=4,
+                                                  progress=False)]
+    for call in calls:
+        with pytest.raises(ValueError, match=match):
+            call()

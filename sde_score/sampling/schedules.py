@@ -25,7 +25,7 @@ import torch
 
 from ..checks import check_choice, check_eps, check_int, check_number
 from ..sdes import SDE
-from .model import resolve_model, resolve_shape
+from .model import counted_run, resolve_model, resolve_shape
 
 
 def time_grid(sde: SDE, steps: int, eps: float, device) -> torch.Tensor:
@@ -137,8 +137,8 @@ def optimized_schedule(model, sde: Union[str, SDE, None] = None, steps: int = 20
         Ds.append(step.denoised)
 
     x_T = sde.prior_sampling(shape, generator, device=device if device is not None else model_device)
-    with torch.no_grad():
-        dpm_solver_sample(score_fn, sde, x_T, sigmas=sigmas, generator=generator, progress=progress, order=2,
+    with counted_run(score_fn, "optimized_schedule") as (counter, _):  # checked score calls, no graph
+        dpm_solver_sample(counter, sde, x_T, sigmas=sigmas, generator=generator, progress=progress, order=2,
                           corrector=False, callback=record)
     path = _cheapest_path(_step_costs(sigmas, xs, Ds), steps - 1)
     return [sigmas[p] for p in path]
