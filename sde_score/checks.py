@@ -58,3 +58,25 @@ def check_choice(name: str, value: Any, choices: tuple) -> Any:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
     return value
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def check_batch(name: str, x: Any, data_shape=None, *, finite: bool = True, solver: str = "") -> torch.Tensor:
+    """A floating tensor (B, ...) with B >= 1, of the model's ``data_shape`` when known, and finite
+    (unless ``finite`` is False).  ``solver`` names an adaptive ODE solve that x enters: it needs
+    float32 or float64 (its tolerances and the accumulated log-density lie below half precision)."""
+    if not torch.is_tensor(x) or x.dim() < 2:
+        raise ValueError(f"{name} must be a torch.Tensor of shape (B, ...), got "
+                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); give at least one sample")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating tensor, got {x.dtype}; convert it, e.g. {name}.float()")
+    if solver and x.dtype in _HALF:
+        raise ValueError(f"{solver} needs float32 or float64 {name}, got {x.dtype} (its ODE tolerances and the "
+                         f"log-density lie below half precision); pass {name}.float() and a float32 model")
+    if data_shape is not None and tuple(x.shape[1:]) != tuple(data_shape):
+        raise ValueError(f"{name} has shape {tuple(x.shape)}; the model's data shape is {tuple(data_shape)}")
+    return check_finite(name, x) if finite else x

@@ -14,7 +14,7 @@ from typing import Optional, Union
 import torch
 from tqdm.auto import tqdm
 
-from .checks import check_choice, check_eps, check_finite, check_int
+from .checks import check_batch, check_choice, check_eps, check_int
 from .sampling.model import counted_run, resolve_model
 from .sampling.ode import PFODE, integrate
 from .sdes import SDE
@@ -66,6 +66,19 @@ def divergence_estimates(v: torch.Tensor, x: torch.Tensor, probes: Optional[torc
     return torch.stack(cols, 1)
 
 
+def _differentiable(score_fn):
+    """score_fn, checked to return an output that autograd connects to x: a detached score (numpy,
+    ``no_grad``, ``.detach()``) would drop its part of the divergence and give a wrong log p silently."""
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = score_fn(x, t)
+        if x.requires_grad and not out.requires_grad:
+            raise ValueError("the score model's output does not depend on x through autograd (detached, computed "
+                             "under torch.no_grad or outside torch); log_likelihood differentiates it for the "
+                             "divergence of the probability-flow ODE")
+        return out
+    return score
+
+
 def log_likelihood(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *, eps: float = 1e-5,
                    solver: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
                    divergence: str = "hutchinson", noise: str = "rademacher", n_probes: int = 1,
@@ -86,11 +99,9 @@ def log_likelihood(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *,
     check_choice("noise", noise, NOISES)
     n_probes = check_int("n_probes", n_probes)
     eps = check_eps(eps, sde)
-    if not torch.is_tensor(x) or x.dim() < 2:
-        raise ValueError(f"x must be a tensor of shape (B, ...), got {getattr(x, 'shape', type(x))}")
-    if data_shape is not None and tuple(x.shape[1:]) != data_shape:
-        raise ValueError(f"x has shape {tuple(x.shape)}; the model's data shape is {data_shape}")
-    check_finite("x", x)
+    check_batch("x", x, data_shape, solver="log_likelihood")
+    if not isinstance(scaler, AffineScaler):
+        raise ValueError(f"scaler must be an AffineScaler (data <-> model map for bits/dim), got {scaler!r}")
 
     B, D = x.shape[0], x[0].numel()
     probes = None
@@ -100,7 +111,7 @@ def log_likelihood(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *,
     bar = tqdm(desc="likelihood ODE", unit="nfe", disable=not progress, leave=False)
     y0 = torch.cat([x.flatten(1), torch.zeros(B, P, dtype=x.dtype, device=x.device)], 1)
     with counted_run(score_fn, "log_likelihood") as (counter, info):  # one score call per ODE evaluation
-        flow = PFODE(sde, counter, time_variable)
+        flow = PFODE(sde, _differentiable(counter), time_variable)
 
         def augmented(v, y):
             bar.update(1)

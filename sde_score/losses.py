@@ -209,6 +209,9 @@ class DDPMLoss(Loss):
     def check(self, sde: SDE) -> None:
         if not isinstance(sde, VPSDE):
             raise ValueError(f"loss 'ddpm' needs the 'vp' SDE (DDPM betas), got {sde.name!r}")
+        problem = sde.discrete_levels_problem()
+        if problem:
+            raise ValueError(f"loss 'ddpm': {problem}")
 
     def __call__(self, model, x, labels=None, generator=None):
         sde = self._sde(model)

@@ -161,6 +161,11 @@ class SDE(abc.ABC):
         """Factor a_i of the Langevin corrector's step size (Alg. 4-5): 1 unless overridden."""
         return torch.ones_like(t)
 
+    def discrete_levels_problem(self, levels: str = "N") -> Optional[str]:
+        """Why the N-level discretisation (``discretize``, ``langevin_scale``, ancestral steps) is not
+        defined for this N, naming the count ``levels`` (e.g. a sampler's "steps"); None if it is."""
+        return None
+
     def with_N(self, N: int) -> "SDE":
         """A copy with another number of discretisation steps."""
         return type(self)(**{**self.hparams, "N": N})
@@ -291,9 +296,6 @@ class _LinearBetaSDE(SDE):
         if self.beta_max <= self.beta_min:
             raise ValueError(f"beta_max must be > beta_min, got beta_max={beta_max}, "
                              f"beta_min={beta_min}")
-        if self.beta_max >= self.N:
-            raise ValueError(f"the DDPM discretisation needs beta_max / N < 1 (beta_i <= beta_max / N), "
-                             f"got beta_max={beta_max}, N={self.N}; use N > {int(self.beta_max)}")
 
     @property
     def hparams(self) -> dict:
@@ -314,8 +316,19 @@ class _LinearBetaSDE(SDE):
         d = self.beta_max - self.beta_min
         return -2 * log_alpha / (0.5 * self.beta_min + torch.sqrt(0.25 * self.beta_min ** 2 - d * log_alpha))
 
+    def discrete_levels_problem(self, levels: str = "N") -> Optional[str]:
+        # Only the discrete chain needs beta_i = beta_max / N < 1 at the top; the continuous SDE,
+        # its Euler-Maruyama steps and the ODE solvers run at any N.
+        if self.beta_max >= self.N:
+            return (f"the DDPM discretisation needs beta_max / N < 1 (beta_i <= beta_max / N), got "
+                    f"beta_max={self.beta_max}, {levels}={self.N}; use {levels} > {int(self.beta_max)}")
+        return None
+
     def discrete_beta(self, i: torch.Tensor) -> torch.Tensor:
         """DDPM's beta_i = beta_min/N + i (beta_max - beta_min) / (N (N - 1)), i in 0..N-1."""
+        problem = self.discrete_levels_problem()
+        if problem:
+            raise ValueError(problem)
         frac = i.to(torch.float64) / max(self.N - 1, 1)
         return (self.beta_min + frac * (self.beta_max - self.beta_min)) / self.N
 

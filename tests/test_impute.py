@@ -57,6 +57,10 @@ def test_smc_imputation_matches_exact_conditional_and_replacement_is_biased():
     (dict(method="gibbs"), "unknown method 'gibbs'"),
     (dict(x_known=torch.full((2, 16), float("nan"))), "NaN or inf at known"),
     (dict(num_particles=0), "num_particles must be an integer >= 1"),
+    (dict(ess_threshold=float("nan")), "ess_threshold must be finite"),
+    (dict(ess_threshold=5), r"ess_threshold must lie in \[0, 1\]"),
+    (dict(x_known=torch.zeros(0, 16)), "x_known is an empty batch"),
+    (dict(x_known=torch.zeros(2, 16, dtype=torch.long)), "x_known must be a floating tensor"),
 ])
 def test_impute_errors(kwargs, match):
     target, sde = get_target("bimodal16d"), get_sde("vp")

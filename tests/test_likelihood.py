@@ -88,6 +88,7 @@ def test_bits_per_dim_of_a_gaussian_in_data_space(num_levels):
     (dict(n_probes=0), "n_probes must be an integer >= 1"),
     (dict(time_variable="snr"), "unknown time_variable 'snr'"),
     (dict(sde="cld"), "unknown SDE 'cld'"),
+    (dict(scaler=2.0), "scaler must be an AffineScaler"),  # it failed only after the whole solve
 ])
 def test_bad_arguments(kwargs, match):
     sde = kwargs.pop("sde", "vp")
@@ -107,6 +108,25 @@ def test_bad_data():
 
     with pytest.raises(ValueError, match=r"model's data shape is \(2,\)"):
         log_likelihood(M(), torch.zeros(3, 5), progress=False)
+
+
+@pytest.mark.parametrize("x,match", [
+    (torch.zeros(0, 2), r"x is an empty batch"),
+    (torch.zeros(3, 2, dtype=torch.int32), "x must be a floating tensor, got torch.int32"),
+    (torch.zeros(3, 2, dtype=torch.bool), "x must be a floating tensor, got torch.bool"),
+    (torch.zeros(3, 2, dtype=torch.float16), "log_likelihood needs float32 or float64 x, got torch.float16"),
+    (torch.zeros(3, 2, dtype=torch.bfloat16), "log_likelihood needs float32 or float64 x, got torch.bfloat16"),
+])
+def test_bad_data_types(x, match):
+    with pytest.raises(ValueError, match=match):
+        log_likelihood(lambda x, t: -x, x, "vp", progress=False)
+
+
+@pytest.mark.parametrize("sde_name", ["ve", "vp"])
+def test_a_score_detached_from_x_is_an_error(sde_name):
+    """On VP the drift's linear part still carries a graph, so the divergence came out wrong silently."""
+    with pytest.raises(ValueError, match="does not depend on x through autograd"):
+        log_likelihood(lambda x, t: -x.detach(), torch.zeros(3, 2), sde_name, progress=False)
 
 
 def test_non_finite_ode_state_raises():

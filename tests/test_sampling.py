@@ -183,7 +183,15 @@ class _FakeModule:
     (dict(method="annealed_langevin", sde="vp"), ValueError, "needs the 've' SDE"),
     (dict(predictor="ancestral", sde="subvp", steps=30), ValueError,
      "ancestral sampling is not defined for the 'subvp'"),
-    (dict(sde="vp", steps=10), ValueError, r"DDPM discretisation needs beta_max / N < 1 .* N=10"),
+    (dict(sde="vp", steps=10), ValueError,
+     r"pc with predictor 'reverse_diffusion' and corrector 'langevin' on 'vp': .*steps=10; use steps > 20"),
+    (dict(shape=(4.7, 2)), ValueError, r"shape must be the full batch shape \(B, \.\.\.\) of positive integers"),
+    (dict(snr=1e6), ValueError, r"snr of the 'langevin' corrector must lie in \(0, 1\]"),
+    (dict(x_T=torch.zeros(4, 2, dtype=torch.long)), ValueError, "x_T must be a floating tensor"),
+    (dict(method="heun", s_noise=float("nan")), ValueError, "s_noise must be finite"),
+    (dict(method="heun", s_tmin=2.0, s_tmax=1.0), ValueError, "s_tmax must be a number >= s_tmin=2.0"),
+    (dict(method="sde_adaptive", steps=None, safety=-1), ValueError, "safety must be > 0"),
+    (dict(method="sde_adaptive", steps=None, safety=3), ValueError, r"safety must lie in \(0, 1\]"),
 ])
 def test_bad_inputs(ring, kwargs, exc, match):
     args = dict(sde="ve", method="pc", shape=(4, 2), steps=3, progress=False)
@@ -361,3 +369,56 @@ def test_score_output_is_checked_at_every_entry_point():
     for call in calls:
         with pytest.raises(ValueError, match=match):
             call()
+
+
+def test_discrete_levels_are_required_only_by_discrete_predictors_and_correctors(ring):
+    """VP at steps <= beta_max: Euler-Maruyama needs no DDPM betas (it was refused, naming N)."""
+    sde = get_sde("vp", N=10)  # constructs: only the discrete chain needs beta_max / N < 1
+    x = sample(lambda x, t: -x, sde, "pc", shape=(4, 2), predictor="euler_maruyama", corrector="none",
+               progress=False)
+    assert torch.isfinite(x).all()
+    with pytest.raises(ValueError, match=r"beta_max / N < 1 .*N=10; use N > 20"):
+        sde.discretize(torch.zeros(2, 2), 0.5)
+    with pytest.raises(ValueError, match="annealed_langevin'.*steps=6"):
+        sample(lambda x, t: -x, "vp", "pc", shape=(4, 2), steps=6, predictor="euler_maruyama",
+               corrector="annealed_langevin", progress=False)
+
+
+class _DoubleNet(torch.nn.Module):
+    """The exact ring8 score through a float64 Linear layer (zero): float32 input fails there."""
+
+    def __init__(self, sde):
+        super().__init__()
+        self.lin, self.sde, self.target = torch.nn.Linear(2, 2).double(), sde, get_target("ring8")
+        torch.nn.init.zeros_(self.lin.weight)
+        torch.nn.init.zeros_(self.lin.bias)
+
+    def forward(self, x, t):
+        return self.lin(x) + self.target.score(x, t, self.sde)
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_RUNS))
+def test_sampling_follows_the_model_dtype(method):
+    sde = get_sde("ve", N=6)
+    x = sample(_DoubleNet(sde), sde, method, shape=(3, 2), generator=torch.Generator().manual_seed(0),
+               progress=False, **METHOD_RUNS[method])
+    assert x.dtype == torch.float64 and torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("x,match", [
+    (torch.zeros(0, 2), r"x is an empty batch \(shape \(0, 2\)\)"),
+    (torch.zeros(3, 2, dtype=torch.long), "x must be a floating tensor, got torch.int64"),
+    (torch.zeros(3, 2, dtype=torch.bool), "x must be a floating tensor, got torch.bool"),
+    (torch.zeros(3, 2, dtype=torch.float16), "ode_encode needs float32 or float64 x, got torch.float16"),
+    (torch.zeros(3, 2).numpy(), "x must be a torch.Tensor of shape"),
+    (torch.zeros(3, 5), r"x has shape \(3, 5\); the model's data shape is \(2,\)"),
+])
+def test_ode_encode_checks_its_input(x, match):
+    with pytest.raises(ValueError, match=match):
+        sde_score.ode_encode(_FakeModule(get_sde("ve")), x)
+
+
+@pytest.mark.parametrize("eps", [2.0, 1.0])
+def test_ode_encode_checks_eps(eps):
+    with pytest.raises(ValueError, match=r"eps must lie in \(0, T=1.0\)"):
+        sde_score.ode_encode(lambda x, t: -x, torch.zeros(3, 2), "ve", eps=eps)

@@ -162,12 +162,23 @@ def test_registry_and_new_sde():
     (dict(name="subvp", beta_max=float("inf")), "beta_max must be finite"),
     (dict(name="vp", N=0), "N must be an integer >= 1"),
     (dict(name="vp", N=2.5), "N must be an integer"),
-    (dict(name="vp", N=20), r"beta_max / N < 1"),
 ])
 def test_bad_hyperparameters(kwargs, match):
     name = kwargs.pop("name")
     with pytest.raises(ValueError, match=match):
         get_sde(name, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["vp", "subvp"])
+def test_few_levels_refuse_only_the_discrete_chain(name):
+    sde = get_sde(name, N=20)  # beta_max = 20: the continuous SDE is fine, DDPM's beta_i would reach 1
+    x = torch.zeros(2, 3)
+    assert torch.isfinite(sde.sde(x, 0.5)[0]).all()
+    assert sde.discrete_levels_problem("steps").endswith("steps=20; use steps > 20")
+    for call in (lambda: sde.discretize(x, 0.5), lambda: sde.langevin_scale(torch.full((2,), 0.5))):
+        with pytest.raises(ValueError, match=r"beta_max / N < 1 .*N=20; use N > 20"):
+            call()
+    assert get_sde("ve", N=2).discrete_levels_problem() is None
 
 
 @pytest.mark.parametrize("t,match", [(1.5, r"t must lie in \[0, T=1.0\], got 1.5"), (-0.1, "got -0.1"),

@@ -9,26 +9,30 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..checks import check_eps, check_finite, check_int
+from ..checks import check_batch, check_eps, check_finite, check_int
 from ..sdes import SDE
 from .methods import METHODS, MethodSpec
-from .model import counted_run, resolve_model, resolve_shape
+from .model import counted_run, model_dtype, resolve_model, resolve_shape
 from .ode import PFODE, integrate
 from .schedules import sigma_schedule
 from .state import check_output
 
 # Arguments every method receives from sample() when its signature names them; the rest are its own options.
-_PROVIDED = ("score_fn", "sde", "x", "steps", "eps", "sigmas", "generator", "progress", "callback", "shape", "device")
+_PROVIDED = ("score_fn", "sde", "x", "steps", "eps", "sigmas", "generator", "progress", "callback", "shape", "device",
+             "dtype")
 
 
 def _start(spec: MethodSpec, sde: SDE, shape: tuple, x_T: Optional[torch.Tensor], generator,
-           device) -> Optional[torch.Tensor]:
-    """The start state: the given x_T (checked), else a prior draw (None: the method draws its own)."""
+           device, dtype: torch.dtype) -> Optional[torch.Tensor]:
+    """The start state: the given x_T (checked), else a prior draw in the model's dtype (None: the
+    method draws its own)."""
     if x_T is not None:
         if not torch.is_tensor(x_T) or tuple(x_T.shape) != shape:
             raise ValueError(f"x_T must be a tensor of shape {shape}, got {getattr(x_T, 'shape', type(x_T))}")
+        if not x_T.is_floating_point():
+            raise ValueError(f"x_T must be a floating tensor, got {x_T.dtype}")
         return check_finite("x_T", x_T).to(device)
-    return sde.prior_sampling(shape, generator, device=device) if spec.prior_start else None
+    return sde.prior_sampling(shape, generator, device=device, dtype=dtype) if spec.prior_start else None
 
 
 def _method_arguments(name: str, spec: MethodSpec, sde: SDE, steps, eps, options: dict) -> dict:
@@ -96,9 +100,10 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
     options = dict(method_options)
     args = _method_arguments(method, spec, sde, steps, eps, options)
     device = torch.device(device) if device is not None else model_device
-    x = _start(spec, sde, shape, x_T, generator, device)
-    if x is None:
-        options["shape"], options["device"] = shape, device
+    dtype = model_dtype(model)
+    x = _start(spec, sde, shape, x_T, generator, device, dtype)
+    if x is None:  # the method draws its own start
+        options.update(shape=shape, device=device, dtype=dtype)
     with counted_run(score_fn, method) as (counter, info):
         x = spec.fn(counter, sde, x, generator=generator, progress=progress, callback=callback, **args, **options)
     check_output(x, f"method {method!r}")
@@ -109,8 +114,9 @@ def ode_encode(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *, eps
                solver: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
                time_variable: str = "t", return_info: bool = False):
     """Map data x (B, ...) at time eps to its latent code at T along the PF-ODE (eq. 13)."""
-    score_fn, sde, _, _ = resolve_model(model, sde)
+    score_fn, sde, data_shape, _ = resolve_model(model, sde)
     eps = check_eps(eps, sde)
+    check_batch("x", x, data_shape, solver="ode_encode")
     with counted_run(score_fn, "ode_encode") as (counter, info):
         flow = PFODE(sde, counter, time_variable)
         z, _ = integrate(flow, x, flow.to_var(eps), flow.to_var(sde.T), solver=solver, rtol=rtol, atol=atol)

@@ -23,6 +23,10 @@ def heun_sample(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, sigmas: List[fl
     ``churn`` adds noise back on levels in [s_tmin, s_tmax] (gamma = min(churn / steps, sqrt 2 - 1));
     a churned level may not exceed the SDE's largest level sigma_e(T), so such steps are left unchurned."""
     churn = check_number("churn", churn, nonneg=True)
+    s_noise = check_number("s_noise", s_noise, nonneg=True)
+    s_tmin = check_number("s_tmin", s_tmin, nonneg=True)
+    if not s_tmax >= s_tmin:  # s_tmax may be inf (churn at every level), not NaN
+        raise ValueError(f"s_tmax must be a number >= s_tmin={s_tmin}, got {s_tmax!r}")
     steps = len(sigmas)
     D = Denoiser(sde, score_fn)
     x = D.to_scaled(x)

@@ -19,7 +19,7 @@ from typing import Optional, Union
 
 import torch
 
-from ..checks import check_choice, check_eps, check_int
+from ..checks import check_batch, check_choice, check_eps, check_int, check_number
 from ..sdes import SDE, bcast
 from .denoiser import final_denoise
 from .model import counted_run, resolve_model
@@ -30,10 +30,7 @@ IMPUTE_METHODS = ("smc", "replacement")
 
 
 def _check_inputs(x_known: torch.Tensor, mask: torch.Tensor, data_shape) -> torch.Tensor:
-    if not torch.is_tensor(x_known) or x_known.dim() < 2:
-        raise ValueError(f"x_known must be a tensor (B, ...), got {getattr(x_known, 'shape', type(x_known))}")
-    if data_shape is not None and tuple(x_known.shape[1:]) != tuple(data_shape):
-        raise ValueError(f"x_known has shape {tuple(x_known.shape)}; the model's data shape is {tuple(data_shape)}")
+    check_batch("x_known", x_known, data_shape, finite=False)  # its unknown entries may be NaN
     if not torch.is_tensor(mask) or mask.dtype != torch.bool:
         raise ValueError(f"mask must be a bool tensor (True = known), got "
                          f"{getattr(mask, 'dtype', type(mask).__name__)}")
@@ -76,6 +73,9 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
                ess_threshold: float = 0.5) -> torch.Tensor:
     """SMC imputation; returns (B, ...) with the known entries equal to x_known."""
     K = check_int("num_particles", num_particles)
+    ess_threshold = check_number("ess_threshold", ess_threshold, nonneg=True)
+    if ess_threshold > 1:
+        raise ValueError(f"ess_threshold must lie in [0, 1] (a fraction of num_particles), got {ess_threshold}")
     B = x_known.shape[0]
     rep = lambda v: v.repeat_interleave(K, 0)  # noqa: E731 - (B, ...) -> (B*K, ...)
     m = rep(mask)

@@ -14,25 +14,26 @@ from .pc import pc_sample
 from .state import Callback, SamplerStep, check_state, gaussian_like, progress_bar
 
 
-def uniform_box(shape, init_range: float, generator: Optional[torch.Generator], device=None) -> torch.Tensor:
+def uniform_box(shape, init_range: float, generator: Optional[torch.Generator], device=None,
+               dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """Starting points uniform in [-init_range, init_range]^D (B, ...)."""
     r = check_number("init_range", init_range, positive=True)
-    return (2 * torch.rand(tuple(shape), generator=generator, device=device) - 1) * r
+    return (2 * torch.rand(tuple(shape), generator=generator, device=device, dtype=dtype) - 1) * r
 
 
 @register_method("langevin", prior_start=False)
 def langevin_sample(score_fn: ScoreFn, sde: SDE, x: Optional[torch.Tensor], *, eps: float,
                     generator: Optional[torch.Generator] = None, progress: bool = True,
                     callback: Optional[Callback] = None, step_size: float = 0.01, n_steps: int = 1000,
-                    init_range: float = 8.0, shape=None, device=None) -> torch.Tensor:
+                    init_range: float = 8.0, shape=None, device=None, dtype=None) -> torch.Tensor:
     """Un-annealed Langevin MCMC x <- x + step s(x, eps) + sqrt(2 step) z with the score at the
     smallest noise level only, ``n_steps`` times from x (x_T when one is given; x None: uniform in
-    the box [-init_range, init_range]^D of ``shape`` on ``device``).  The baseline whose wrong
+    the box [-init_range, init_range]^D of ``shape`` on ``device``, in ``dtype``).  The baseline whose wrong
     mode weights on separated mixtures motivated annealing (NCSN Sec. 3)."""
     step_size = check_number("step_size", step_size, positive=True)
     n_steps = check_int("n_steps", n_steps)
     if x is None:
-        x = uniform_box(shape, init_range, generator, device)
+        x = uniform_box(shape, init_range, generator, device, dtype)
     t = torch.full((x.shape[0],), eps, device=x.device, dtype=x.dtype)
     sigma = float(sde.edm_sigma(torch.tensor([eps], dtype=torch.float64)))
     for i in progress_bar(range(n_steps), progress, "langevin"):

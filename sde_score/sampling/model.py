@@ -45,6 +45,16 @@ class CountingScore:
         return out
 
 
+def model_dtype(model) -> torch.dtype:
+    """The floating dtype of an ``nn.Module``'s parameters (samplers draw their noise in it), else the
+    default dtype."""
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            if p.is_floating_point():
+                return p.dtype
+    return torch.get_default_dtype()
+
+
 def resolve_model(model, sde: Union[str, SDE, None]) -> Tuple[ScoreFn, SDE, Optional[tuple], torch.device]:
     """Score function, SDE, data shape (or None) and device of ``model``.
 
@@ -76,9 +86,11 @@ def resolve_model(model, sde: Union[str, SDE, None]) -> Tuple[ScoreFn, SDE, Opti
 def resolve_shape(shape: Optional[Sequence[int]], num_samples: Optional[int], data_shape: Optional[tuple]) -> tuple:
     """The full batch shape (B, ...) from ``shape``, or from ``num_samples`` and the model's data shape."""
     if shape is not None:
+        ok = all(isinstance(s, int) and not isinstance(s, bool) or
+                 (torch.is_tensor(s) and s.dim() == 0 and not s.is_floating_point()) for s in shape)
+        if not ok or len(shape) < 2 or any(int(s) < 1 for s in shape):
+            raise ValueError(f"shape must be the full batch shape (B, ...) of positive integers, got {tuple(shape)}")
         shape = tuple(int(s) for s in shape)
-        if len(shape) < 2 or any(s < 1 for s in shape):
-            raise ValueError(f"shape must be the full batch shape (B, ...) with positive sizes, got {shape}")
         if data_shape is not None and shape[1:] != data_shape:
             raise ValueError(f"shape {shape} does not match the model's data shape {data_shape}")
         return shape

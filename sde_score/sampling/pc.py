@@ -26,7 +26,9 @@ Step = Tuple[torch.Tensor, torch.Tensor]  # (x with noise, x_mean without the la
 
 
 class Predictor(abc.ABC):
-    """One reverse-time step from t to t - dt."""
+    """One reverse-time step from t to t - dt.  ``discrete``: it steps the SDE's N-level chain."""
+
+    discrete = False
 
     def __init__(self, sde: SDE, score_fn: ScoreFn) -> None:
         self.sde = sde
@@ -40,7 +42,10 @@ class Predictor(abc.ABC):
 
 
 class Corrector(abc.ABC):
-    """``n_steps`` of score-based MCMC targeting p_t, with signal-to-noise ratio ``snr``."""
+    """``n_steps`` of score-based MCMC targeting p_t, with signal-to-noise ratio ``snr``.
+    ``discrete``: its step size uses the N-level chain (``SDE.langevin_scale``)."""
+
+    discrete = True
 
     def __init__(self, sde: SDE, score_fn: ScoreFn, snr: float, n_steps: int) -> None:
         self.sde = sde
@@ -78,6 +83,8 @@ class EulerMaruyamaPredictor(Predictor):
 class ReverseDiffusionPredictor(Predictor):
     """x <- x - f_i + G_i^2 s + G_i z, the reverse of the SDE's own discretisation (eq. 46)."""
 
+    discrete = True
+
     def update(self, x, t, dt, generator):
         f, G = self.rsde.discretize(x, t)
         x_mean = x - f
@@ -87,6 +94,8 @@ class ReverseDiffusionPredictor(Predictor):
 @register_predictor("ancestral")
 class AncestralSamplingPredictor(Predictor):
     """SMLD ancestral sampling for VE, DDPM ancestral sampling for VP (eq. 47)."""
+
+    discrete = True
 
     def update(self, x, t, dt, generator):
         mean, std = self.sde.ancestral_step(x, t, self.score_fn(x, t))
@@ -107,6 +116,12 @@ class LangevinCorrector(Corrector):
     explode for a sample that sits where the score vanishes (a mode centre), which in low
     dimension happens often and destroys the mode weights."""
 
+    def __init__(self, sde: SDE, score_fn: ScoreFn, snr: float, n_steps: int) -> None:
+        super().__init__(sde, score_fn, snr, n_steps)
+        if self.snr > 1:  # the step is 2 snr^2 |z|^2/|s|^2: beyond 1 it overshoots the mode (1e10-scale samples)
+            raise ValueError(f"snr of the 'langevin' corrector must lie in (0, 1] (the paper uses 0.01-0.22), "
+                             f"got {snr}")
+
     def step_size(self, x, t, grad, noise):
         grad_norm = grad.flatten(1).norm(dim=1).mean()
         noise_norm = noise.flatten(1).norm(dim=1).mean()
@@ -125,6 +140,8 @@ class AnnealedLangevinCorrector(Corrector):
 
 @register_corrector("none")
 class NoCorrector(Corrector):
+    discrete = False
+
     def update(self, x, t, generator):
         return x, x
 
@@ -153,6 +170,10 @@ def pc_sample(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, steps: int, eps: 
     sde = sde if steps == sde.N else sde.with_N(steps)
     pred = PREDICTORS.get(predictor)(sde, score_fn)
     corr = CORRECTORS.get(corrector)(sde, score_fn, snr, n_corrector_steps)
+    problem = sde.discrete_levels_problem("steps") if pred.discrete or corr.discrete else None
+    if problem:
+        raise ValueError(f"pc with predictor {predictor!r} and corrector {corrector!r} on {sde.name!r}: {problem} "
+                         f"(predictor 'euler_maruyama' with corrector 'none' needs no discrete levels)")
     ts = time_grid(sde, steps, eps, x.device)
     dt = (sde.T - eps) / max(steps - 1, 1)
     x_mean = x

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from ..checks import ScoreFn, check_number
+from ..checks import ScoreFn, check_int, check_number
 from ..sdes import SDE, bcast
 from .brownian import BrownianPath
 from .denoiser import final_denoise
@@ -32,6 +32,11 @@ def adaptive_sde_sample(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, eps: fl
     measurements).  NFE = 2 per iteration."""
     rtol = check_number("rtol", rtol, positive=True)
     atol = check_number("atol", atol, positive=True)
+    safety = check_number("safety", safety, positive=True)
+    if safety > 1:
+        raise ValueError(f"safety must lie in (0, 1] (it shrinks the proposed step), got {safety}")
+    exponent = check_number("exponent", exponent, positive=True)
+    max_iters = check_int("max_iters", max_iters)
     span = sde.T - eps
     initial_step = span / 100 if initial_step is None else check_number("initial_step", initial_step, positive=True)
     B, dim = x.shape[0], x[0].numel()
