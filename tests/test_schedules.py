@@ -62,3 +62,12 @@ def test_explicit_schedule_is_validated():
                           (dict(eps=2.0), "eps"), (dict(pilot_samples=0), "pilot_samples")]:
         with pytest.raises(ValueError, match=match):
             optimized_schedule(fn, sde, shape=(1, 2), progress=False, **kwargs)
+
+
+def test_karras_levels_above_the_top_take_one_step():
+    from sde_score.sampling.schedules import KARRAS_TOP
+    sde = get_sde("vp", beta_max=100.0)
+    s = sigma_schedule(sde, 18, sde.default_eps, "karras")
+    s_max = float(sde.edm_sigma(torch.tensor([sde.T], dtype=torch.float64)))
+    assert len(s) == 18 and abs(s[0] - s_max) < 1e-6 * s_max and abs(s[1] - KARRAS_TOP) < 1e-9 * KARRAS_TOP
+    assert sigma_schedule(get_sde("vp"), 18, 1e-3, "karras")[0] < KARRAS_TOP  # the usual SDEs are untouched

@@ -34,6 +34,11 @@ def time_grid(sde: SDE, steps: int, eps: float, device) -> torch.Tensor:
 
 
 SCHEDULES = ("karras", "log_snr", "time_uniform")
+# Karras levels are dense near sigma_max^(1/rho): from VP's sigma_e(T) ~ 7e10 (beta_max = 100) all but one
+# of 18 levels lay above 150, far above any data scale (mode TV 0.10 vs 0.016 at beta_max = 20).  Above this
+# level the schedule takes one step from sigma_e(T) (at such noise levels x_hat is nearly pure noise and
+# the step is nearly exact) and spaces the rest from here; no SDE here reaches it by default (VE 50, VP 152).
+KARRAS_TOP = 1e4
 
 
 def sigma_schedule(sde: SDE, steps: Optional[int], eps: float, schedule: Union[str, Sequence[float]] = "karras",
@@ -41,7 +46,7 @@ def sigma_schedule(sde: SDE, steps: Optional[int], eps: float, schedule: Union[s
     """``steps`` decreasing noise levels sigma_e from edm_sigma(T) to edm_sigma(eps) (``steps`` None:
     as many as a given sequence holds).
 
-    karras: uniform in sigma^(1/rho) (EDM eq. 5); log_snr: uniform in log sigma_e (DPM-Solver's
+    karras: uniform in sigma^(1/rho) (EDM eq. 5; above ``KARRAS_TOP`` one step from sigma_e(T)); log_snr: uniform in log sigma_e (DPM-Solver's
     'logSNR'); time_uniform: uniform in t (the paper's grid).  A sequence is taken as the levels
     themselves (e.g. from ``sampling.schedules.optimized_schedule``): ``steps`` of them, strictly
     decreasing and positive, the first edm_sigma(T) (where the prior sample lives)."""
@@ -56,7 +61,12 @@ def sigma_schedule(sde: SDE, steps: Optional[int], eps: float, schedule: Union[s
     i = torch.linspace(0, 1, steps, dtype=torch.float64)
     if schedule == "karras":
         rho = check_number("rho", rho, positive=True)
-        s = (s_max ** (1 / rho) + i * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+        top = min(s_max, KARRAS_TOP)
+        if top < s_max:  # the prior's level, then karras levels from KARRAS_TOP down
+            i = torch.linspace(0, 1, steps - 1, dtype=torch.float64)
+        s = (top ** (1 / rho) + i * (s_min ** (1 / rho) - top ** (1 / rho))) ** rho
+        if top < s_max:
+            s = torch.cat([torch.tensor([s_max], dtype=torch.float64), s])
     elif schedule == "log_snr":
         s = torch.exp(math.log(s_max) + i * (math.log(s_min) - math.log(s_max)))
     else:
