@@ -2,6 +2,7 @@
 sample picture logged after validation."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
@@ -11,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from .io import atomic_path
+from .io import atomic_path, check_writable_dir
 from .plotting import save_image_grid, save_scatter
 
 
@@ -45,15 +46,23 @@ def log_samples_picture(trainer: "pl.Trainer", module: "pl.LightningModule", x: 
             logger.log_image(key="samples", images=[str(path)], step=trainer.global_step)
 
 
+def _publish(staged: Path, path: Path) -> None:
+    os.replace(staged, path)
+
+
 class PredictionWriter(BasePredictionWriter):
     """Writes ``samples.npz`` (model and data space) and ``samples.png`` into ``output_dir``.
 
     Every rank writes its shard; rank 0 merges them in batch order after a barrier and removes the
-    shards.  All files are written atomically (temporary file + rename)."""
+    shards.  All files are written atomically (temporary file + rename), the npz/png pair together."""
 
     def __init__(self, output_dir: str = "outputs/predict", write_interval: str = "epoch") -> None:
         super().__init__(write_interval)
         self.output_dir = Path(output_dir)
+
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        if stage == "predict" and trainer.is_global_zero:  # not after all the sampling
+            check_writable_dir(self.output_dir, "the prediction output_dir")
 
     def write_on_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule",
                            predictions: Sequence[Any], batch_indices: Optional[Sequence[Any]]) -> None:
@@ -83,7 +92,20 @@ class PredictionWriter(BasePredictionWriter):
         dm = _datamodule(trainer)
         scaler = getattr(dm, "scaler", None)
         data = scaler.to_data(x) if scaler is not None else x
-        with atomic_path(self.output_dir / "samples.npz") as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, samples=x.numpy(), samples_data_space=data.numpy())
-        save_samples_picture(str(self.output_dir / "samples.png"), x, dm, title=f"{len(x)} samples")
+        # The pair is published together: both are staged first, the old picture goes before the new
+        # samples.npz lands, so a kill at any point never leaves a new samples.npz beside an old samples.png.
+        npz, png = self.output_dir / "samples.npz", self.output_dir / "samples.png"
+        staged_png = None
+        try:
+            with atomic_path(npz) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, samples=x.numpy(), samples_data_space=data.numpy())
+                staged_png = tmp.with_suffix(".png")
+                save_samples_picture(str(staged_png), x, dm, title=f"{len(x)} samples")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(png)
+            _publish(staged_png, png)
+        finally:
+            if staged_png is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(staged_png)

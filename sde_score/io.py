@@ -36,3 +36,18 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 def write_json(path: PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def check_writable_dir(path: PathLike, what: str) -> Path:
+    """Create directory ``path`` if needed and prove it writable with a probe file, before any work whose
+    results would go there; raises ``PermissionError`` naming ``what`` and the path."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{secrets.token_hex(6)}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"{what} {str(path)!r} is not a writable directory ({err.strerror or err}); "
+                              f"choose another before the run starts") from None
+    return path

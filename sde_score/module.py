@@ -14,9 +14,11 @@ from torch import nn
 
 from .checks import check_choice, check_int, check_number
 from .checkpoints import read_checkpoint
+from .io import check_writable_dir
 from .losses import LOSSES, Loss, build_loss
 from .models.registry import build_net, net_config
 from .sampling import sample
+from .sampling.api import check_sampler
 from .sdes import SDE, bcast, get_sde
 
 PARAMETERIZATIONS = ("score", "energy")
@@ -78,7 +80,9 @@ class ScoreModule(pl.LightningModule):
         check_int("warmup_steps", warmup_steps, minimum=0)
         if grad_clip is not None:
             check_number("grad_clip", grad_clip, positive=True)
-        self.sampler = dict(sampler or {"method": "pc"})
+        self.sampler = check_sampler(sampler or {"method": "pc"}, self.sde)
+        check_int("sample_seed", sample_seed, minimum=0)
+        check_int("val_sample_images", val_sample_images, minimum=0)
         self.data_shape = tuple(getattr(self.net, "data_shape", ())) or None
         # save_hyperparameters reads this frame's arguments: net and loss are saved as the plain
         # class_path/init_args data that checkpoints may hold and build_net / build_loss rebuild
@@ -87,7 +91,8 @@ class ScoreModule(pl.LightningModule):
 
     # -- the score ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Score s(x, t) (like x) for x (B, ...) and t (B,)."""
+        """Score s(x, t) (like x) for x (B, ...) and t (B,) in [0, T] (a float is broadcast; t takes x's dtype)."""
+        t = self.sde.check_t(t, x)
         if self.parameterization == "energy":
             need_graph = x.requires_grad or self.training
             with torch.enable_grad():
@@ -98,6 +103,9 @@ class ScoreModule(pl.LightningModule):
             out = self.net(x, t)
         if self.hparams.scale_by_sigma:
             _, sigma = self.sde.alpha_sigma(t)
+            if bool((sigma == 0).any()):
+                raise ValueError(f"scale_by_sigma divides the score by sigma(t) = 0 at t = 0 ({self.sde.name!r} SDE); "
+                                 f"evaluate it at t > 0 (samplers stop at eps = {self.sde.default_eps:g})")
             out = out / bcast(sigma, out)
         return out
 
@@ -109,6 +117,12 @@ class ScoreModule(pl.LightningModule):
         if self.hparams.scale_by_sigma:
             e = e / self.sde.alpha_sigma(t)[1]
         return e
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.trainer.is_global_zero:  # not at the first save, after training steps
+            for cb in self.trainer.checkpoint_callbacks:
+                if getattr(cb, "dirpath", None):
+                    check_writable_dir(cb.dirpath, "the checkpoint dirpath")
 
     # -- training -------------------------------------------------------------------------------
     def _loss(self, x: torch.Tensor) -> torch.Tensor:

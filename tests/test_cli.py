@@ -80,13 +80,51 @@ def test_cli_fit_predict_and_config_round_trip(tmp_path, capsys):
     ({"model.loss": "nce"}, "unknown loss 'nce'"),
     ({"data": {"class_path": "sde_score.data.TensorDataModule", "init_args": {"path": "/nonexistent.npz"}}},
      "does not exist"),
+    # each of these failed only after training had run (or exited 0 and broke every later predict)
+    ({"model.sampler": {"method": "pc", "snrr": 0.1}}, "unknown option(s) snrr for method 'pc'"),
+    ({"model.val_sample_images": -3}, "val_sample_images must be an integer >= 0, got -3"),
+    ({"trainer.callbacks": [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                             "init_args": {"dirpath": "{file}/ckpt"}}]}, "the checkpoint dirpath"),
 ])
 def test_bad_config_values(tmp_path, override, match, capsys):
-    cfg = _tiny_config(tmp_path, **override)
-    with pytest.raises((ValueError, SystemExit)) as info:
+    (tmp_path / "file").write_text("a file, not a directory")
+    key, value = next(iter(override.items()))
+    if key == "trainer.callbacks":
+        value[0]["init_args"]["dirpath"] = str(tmp_path / "file" / "ckpt")
+    cfg = _tiny_config(tmp_path, **{key: value})
+    with pytest.raises((ValueError, PermissionError, SystemExit)) as info:
         cli_main(["fit", "--config", str(cfg)])
     text = str(info.value) + capsys.readouterr().err
     assert match in text, text[-2000:]
+
+
+def test_predict_settings_given_at_predict_win_and_the_sde_cannot_change(tmp_path):
+    cfg = _tiny_config(tmp_path, **{"model.sde": "ve", "trainer.max_steps": 10})
+    cli_main(["fit", "--config", str(cfg)])
+    last = str(tmp_path / "ckpt" / "last.ckpt")
+    base = ["predict", "--config", str(cfg), "--ckpt_path", last]
+    with pytest.raises(ValueError, match="model.sde='vp' differs from the checkpoint's 've'"):
+        cli_main(base + ["--model.sde", "vp"])
+    with pytest.raises(ValueError, match="steps must be an integer >= 2, got 1"):  # the given sampler is used
+        cli_main(base + ["--model.sampler", "{method: pc, steps: 1}"])
+    cli_main(base)
+    saved = np.load(tmp_path / "pred" / "samples.npz")["samples"]
+    cli_main(base + ["--model.sampler", "{method: dpm_solver, steps: 8}"])
+    assert not np.allclose(np.load(tmp_path / "pred" / "samples.npz")["samples"], saved)
+    (tmp_path / "file").write_text("a file, not a directory")
+    with pytest.raises(PermissionError, match="the prediction output_dir"):
+        cli_main(base + ["--trainer.callbacks+=sde_score.callbacks.PredictionWriter",
+                         "--trainer.callbacks.output_dir", str(tmp_path / "file" / "pred")])
+
+
+def test_explicit_model_keys(tmp_path):
+    from sde_score.cli import explicit_model_keys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  sde: ve\n  lr: 0.1\ntrainer: {max_steps: 3}\n")
+    assert explicit_model_keys(["predict", "--config", str(cfg), "--model.sampler={method: ode}",
+                                "--model.sde_kwargs.sigma_max", "5", "--model", "{sample_seed: 3}"]) == \
+        {"sde", "lr", "sampler", "sde_kwargs", "sample_seed"}
 
 
 def _run(args, **kw):

@@ -78,3 +78,22 @@ def test_loss_is_an_object_checked_against_the_sde():
         ScoreModule(net, sde="vp", loss=sde_score.losses.DSMLoss(eps=1.5))
     with pytest.raises(TypeError, match="unexpected keyword argument 'likelihood_weighting'"):
         ScoreModule(net, sde="vp", likelihood_weighting=True)  # moved into the loss
+
+
+@pytest.mark.parametrize("t,exc,match", [
+    (torch.zeros(3), ValueError, r"scale_by_sigma divides the score by sigma\(t\) = 0 at t = 0 \('vp' SDE\)"),
+    (torch.full((3, 1), 0.5), ValueError, r"t must have shape \(3,\) to match x, got \(3, 1\)"),
+    (torch.full((3,), 1.5), ValueError, r"t must lie in \[0, T=1.0\], got 1.5"),
+])
+def test_forward_checks_t(t, exc, match):
+    model = ScoreModule(ScoreMLP((2,), width=8, depth=1), sde="vp")  # scale_by_sigma by default
+    with pytest.raises(exc, match=match):
+        model(torch.zeros(3, 2), t)
+
+
+def test_forward_takes_float64_and_scalar_t():
+    model = ScoreModule(ScoreMLP((2,), width=8, depth=1), sde="vp")
+    x = torch.zeros(3, 2)
+    ref = model(x, torch.full((3,), 0.5))
+    torch.testing.assert_close(model(x, torch.full((3,), 0.5, dtype=torch.float64)), ref)
+    torch.testing.assert_close(model(x, 0.5), ref)

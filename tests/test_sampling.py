@@ -384,12 +384,12 @@ def test_discrete_levels_are_required_only_by_discrete_predictors_and_correctors
                corrector="annealed_langevin", progress=False)
 
 
-class _DoubleNet(torch.nn.Module):
-    """The exact ring8 score through a float64 Linear layer (zero): float32 input fails there."""
+class _TypedNet(torch.nn.Module):
+    """The exact ring8 score through a zero Linear layer in ``dtype``: input of another dtype fails there."""
 
-    def __init__(self, sde):
+    def __init__(self, sde, dtype):
         super().__init__()
-        self.lin, self.sde, self.target = torch.nn.Linear(2, 2).double(), sde, get_target("ring8")
+        self.lin, self.sde, self.target = torch.nn.Linear(2, 2).to(dtype), sde, get_target("ring8")
         torch.nn.init.zeros_(self.lin.weight)
         torch.nn.init.zeros_(self.lin.bias)
 
@@ -397,12 +397,15 @@ class _DoubleNet(torch.nn.Module):
         return self.lin(x) + self.target.score(x, t, self.sde)
 
 
+@pytest.mark.parametrize("dtype,state", [(torch.float64, torch.float64), (torch.float16, torch.float32),
+                                         (torch.bfloat16, torch.float32)])
 @pytest.mark.parametrize("method", sorted(METHOD_RUNS))
-def test_sampling_follows_the_model_dtype(method):
+def test_sampling_follows_the_model_dtype(method, dtype, state):
+    """float64 models sample in float64; half-precision ones are called in their dtype from a float32 state."""
     sde = get_sde("ve", N=6)
-    x = sample(_DoubleNet(sde), sde, method, shape=(3, 2), generator=torch.Generator().manual_seed(0),
+    x = sample(_TypedNet(sde, dtype), sde, method, shape=(3, 2), generator=torch.Generator().manual_seed(0),
                progress=False, **METHOD_RUNS[method])
-    assert x.dtype == torch.float64 and torch.isfinite(x).all()
+    assert x.dtype == state and torch.isfinite(x).all()
 
 
 @pytest.mark.parametrize("x,match", [

@@ -68,6 +68,32 @@ def _method_arguments(name: str, spec: MethodSpec, sde: SDE, steps, eps, options
     return args
 
 
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _called_in(score_fn, dtype: torch.dtype):
+    """score_fn called with x and t in ``dtype`` (a half-precision model) and answering in x's dtype."""
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = score_fn(x.to(dtype), t.to(dtype))
+        return out.to(x.dtype) if torch.is_tensor(out) and out.is_floating_point() else out
+    return score
+
+
+def check_sampler(sampler: dict, sde: SDE) -> dict:
+    """Check a sampler configuration {"method": name, **options of sample()} for ``sde`` before any work:
+    the method is registered, its option names exist, steps and eps are valid.  Returns a copy."""
+    if not isinstance(sampler, dict):
+        raise ValueError(f"sampler must be a mapping like {{'method': 'pc', 'steps': 500}}, got {sampler!r}")
+    options = dict(sampler)
+    name = options.pop("method", "pc")
+    steps, eps = options.pop("steps", None), options.pop("eps", None)
+    for key in ("shape", "num_samples", "x_T", "generator", "device", "progress", "callback", "return_info"):
+        if key in options:
+            raise ValueError(f"sampler option {key!r} is set by the caller, not the sampler configuration")
+    _method_arguments(name, METHODS.get(name), sde, steps, eps, options)
+    return dict(sampler)
+
+
 def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
            shape: Optional[Sequence[int]] = None, num_samples: Optional[int] = None,
            steps: Optional[int] = None, eps: Optional[float] = None, x_T: Optional[torch.Tensor] = None,
@@ -101,6 +127,8 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
     args = _method_arguments(method, spec, sde, steps, eps, options)
     device = torch.device(device) if device is not None else model_device
     dtype = model_dtype(model)
+    if dtype in HALF_DTYPES:  # the solvers' arithmetic in float32, the model in its own precision
+        score_fn, dtype = _called_in(score_fn, dtype), torch.float32
     x = _start(spec, sde, shape, x_T, generator, device, dtype)
     if x is None:  # the method draws its own start
         options.update(shape=shape, device=device, dtype=dtype)

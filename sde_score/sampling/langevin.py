@@ -15,7 +15,7 @@ from .state import Callback, SamplerStep, check_state, gaussian_like, progress_b
 
 
 def uniform_box(shape, init_range: float, generator: Optional[torch.Generator], device=None,
-               dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+                dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """Starting points uniform in [-init_range, init_range]^D (B, ...)."""
     r = check_number("init_range", init_range, positive=True)
     return (2 * torch.rand(tuple(shape), generator=generator, device=device, dtype=dtype) - 1) * r

@@ -46,8 +46,9 @@ def sigma_schedule(sde: SDE, steps: Optional[int], eps: float, schedule: Union[s
     """``steps`` decreasing noise levels sigma_e from edm_sigma(T) to edm_sigma(eps) (``steps`` None:
     as many as a given sequence holds).
 
-    karras: uniform in sigma^(1/rho) (EDM eq. 5; above ``KARRAS_TOP`` one step from sigma_e(T)); log_snr: uniform in log sigma_e (DPM-Solver's
-    'logSNR'); time_uniform: uniform in t (the paper's grid).  A sequence is taken as the levels
+    karras: uniform in sigma^(1/rho) (EDM eq. 5; above ``KARRAS_TOP`` one step from sigma_e(T));
+    log_snr: uniform in log sigma_e (DPM-Solver's 'logSNR'); time_uniform: uniform in t (the paper's grid).
+    A sequence is taken as the levels
     themselves (e.g. from ``sampling.schedules.optimized_schedule``): ``steps`` of them, strictly
     decreasing and positive, the first edm_sigma(T) (where the prior sample lives)."""
     if steps is None and not isinstance(schedule, str) and hasattr(schedule, "__len__"):
