@@ -10,6 +10,8 @@ from .targets import TARGETS, GaussianMixture, get_target, register_target
 from .sampling import (CORRECTORS, METHODS, PREDICTORS, SampleInfo, impute, ode_encode, optimized_schedule,
                        register_corrector, register_method, register_predictor, sample)
 from .likelihood import LikelihoodResult, log_likelihood
+from . import guidance
+from .guidance import classifier_free, classifier_guided
 from .models import NETWORKS, register_net
 from .score_model import ScoreModel
 from .losses import LOSSES, Loss, build_loss, register_loss
@@ -20,5 +22,5 @@ __all__ = ["Registry", "SDE", "SDES", "ReverseSDE", "SubVPSDE", "VESDE", "VPSDE"
            "register_sde", "TARGETS", "GaussianMixture", "get_target", "register_target", "CORRECTORS",
            "METHODS", "PREDICTORS", "SampleInfo", "ode_encode", "register_corrector", "register_method",
            "register_predictor", "sample", "optimized_schedule", "impute", "log_likelihood", "LikelihoodResult",
-           "NETWORKS", "register_net", "ScoreModel", "LOSSES", "Loss", "build_loss", "register_loss",
+           "guidance", "classifier_free", "classifier_guided", "NETWORKS", "register_net", "ScoreModel", "LOSSES", "Loss", "build_loss", "register_loss",
            "__version__"]

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checks import check_batch, check_choice, check_eps, check_int
+from .sampling.api import conditioned
 from .sampling.model import counted_run, resolve_model
 from .sampling.ode import PFODE, integrate
 from .sdes import SDE
@@ -83,7 +84,7 @@ def log_likelihood(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *,
                    solver: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
                    divergence: str = "hutchinson", noise: str = "rademacher", n_probes: int = 1,
                    generator: Optional[torch.Generator] = None, progress: bool = True,
-                   time_variable: str = "t", scaler: AffineScaler = IDENTITY) -> LikelihoodResult:
+                   time_variable: str = "t", scaler: AffineScaler = IDENTITY, labels=None) -> LikelihoodResult:
     """log p_eps(x) of a score model's PF-ODE for a batch x (B, ...) in model space.
 
     Args:
@@ -93,6 +94,8 @@ def log_likelihood(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *,
             "sigma" or "log_sigma" (see ``sampling.ode``; experiments/bench_likelihood.py compares).
         divergence: "exact" trace or "hutchinson" with ``n_probes`` fixed ``noise`` probes per sample.
         scaler: data <-> model map and number of levels, for bits/dim in data space.
+        labels: an int or (B,) class labels: the class-conditional log p_eps(x | label) of a model
+            ``score(x, t, labels)``.
     """
     score_fn, sde, data_shape, _ = resolve_model(model, sde)
     check_choice("divergence", divergence, DIVERGENCES)
@@ -111,7 +114,8 @@ def log_likelihood(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *,
     bar = tqdm(desc="likelihood ODE", unit="nfe", disable=not progress, leave=False)
     y0 = torch.cat([x.flatten(1), torch.zeros(B, P, dtype=x.dtype, device=x.device)], 1)
     with counted_run(score_fn, "log_likelihood") as (counter, info):  # one score call per ODE evaluation
-        flow = PFODE(sde, _differentiable(counter), time_variable)
+        flow = PFODE(sde, _differentiable(conditioned(counter, labels, None, getattr(model, "num_classes", None))),
+                     time_variable)
 
         def augmented(v, y):
             bar.update(1)

@@ -6,7 +6,7 @@ A ScoreModule follows the score-function protocol (``module(x, t)`` is the score
 from __future__ import annotations
 
 import io
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import pytorch_lightning as pl
 import torch
@@ -62,15 +62,35 @@ class ScoreModule(pl.LightningModule):
         sampler: options for ``sample()`` in predict / validation images, e.g.
             {"method": "pc", "steps": 500, "predictor": "reverse_diffusion"}; sample_seed: base seed.
         val_sample_images: samples drawn and logged as a picture after each validation (0: none).
+        num_classes: a class-conditional model (the network gets a label embedding; batches are
+            (x, labels)); label_dropout: the fraction of training labels replaced by the null label
+            (``null_label`` = num_classes), which trains the unconditional score for classifier-free
+            guidance (Ho & Salimans 2022 use 0.1-0.2).
     """
 
     def __init__(self, net: Union[nn.Module, Dict[str, Any]], sde: str = "vp", sde_kwargs: Optional[dict] = None,
                  loss: Union[str, Dict[str, Any], Loss] = "dsm", parameterization: str = "score",
                  scale_by_sigma: bool = True, lr: float = 2e-4,
                  weight_decay: float = 0.0, warmup_steps: int = 0, grad_clip: Optional[float] = 1.0,
-                 sampler: Optional[dict] = None, sample_seed: int = 0, val_sample_images: int = 0) -> None:
+                 sampler: Optional[dict] = None, sample_seed: int = 0, val_sample_images: int = 0,
+                 num_classes: Optional[int] = None, label_dropout: float = 0.0) -> None:
         super().__init__()
+        if num_classes is not None:
+            num_classes = check_int("num_classes", num_classes)
+            if isinstance(net, dict):  # a config: the network gets the label embedding
+                given = (net.get("init_args") or {}).get("num_classes", num_classes)
+                if given != num_classes:
+                    raise ValueError(f"net has num_classes={given}, the module num_classes={num_classes}")
+                net = {**net, "init_args": {**(net.get("init_args") or {}), "num_classes": num_classes}}
         self.net = build_net(net)
+        self.num_classes: Optional[int] = getattr(self.net, "num_classes", None)
+        if num_classes is not None and self.num_classes != num_classes:
+            raise ValueError(f"num_classes={num_classes} needs a network built with num_classes={num_classes}, "
+                             f"got {type(self.net).__name__} with num_classes={self.num_classes}")
+        self.label_dropout = check_number("label_dropout", label_dropout, nonneg=True)
+        if self.label_dropout > 1 or (self.label_dropout and self.num_classes is None):
+            raise ValueError(f"label_dropout must lie in [0, 1] and needs num_classes, got {label_dropout} "
+                             f"with num_classes={self.num_classes}")
         self.sde: SDE = get_sde(sde, **(sde_kwargs or {}))
         self.loss = build_loss(loss)
         self.loss.check(self.sde)
@@ -90,17 +110,26 @@ class ScoreModule(pl.LightningModule):
         self.save_hyperparameters()
 
     # -- the score ------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Score s(x, t) (like x) for x (B, ...) and t (B,) in [0, T] (a float is broadcast; t takes x's dtype)."""
+    @property
+    def null_label(self) -> Optional[int]:
+        """The label index that means "no label" (the unconditional score), or None if unconditional."""
+        return self.num_classes
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Score s(x, t) (like x) for x (B, ...) and t (B,) in [0, T] (a float is broadcast; t takes x's dtype);
+        labels (B,) for a class-conditional model (None or ``null_label``: the unconditional score)."""
         t = self.sde.check_t(t, x)
+        if labels is not None and self.num_classes is None:
+            raise ValueError("this ScoreModule is unconditional (num_classes=None): it takes no labels")
+        args = (t,) if self.num_classes is None else (t, labels)
         if self.parameterization == "energy":
             need_graph = x.requires_grad or self.training
             with torch.enable_grad():
                 xg = x if x.requires_grad else x.detach().requires_grad_(True)
-                energy = self.net(xg, t)
+                energy = self.net(xg, *args)
                 out = -torch.autograd.grad(energy.sum(), xg, create_graph=need_graph)[0]
         else:
-            out = self.net(x, t)
+            out = self.net(x, *args)
         if self.hparams.scale_by_sigma:
             _, sigma = self.sde.alpha_sigma(t)
             if bool((sigma == 0).any()):
@@ -125,26 +154,41 @@ class ScoreModule(pl.LightningModule):
                     check_writable_dir(cb.dirpath, "the checkpoint dirpath")
 
     # -- training -------------------------------------------------------------------------------
-    def _loss(self, x: torch.Tensor) -> torch.Tensor:
-        return self.loss(self, x).mean()
+    def _split(self, batch) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(x, labels) of a batch: a tensor, or (x, labels) from a labelled DataModule.  An unconditional
+        model ignores labels; a conditional one needs them."""
+        x, labels = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
+        if self.num_classes is None:
+            return x, None
+        if labels is None:
+            raise ValueError("a class-conditional ScoreModule (num_classes set) needs batches (x, labels); "
+                             "this DataModule yields no labels")
+        return x, labels
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch)
+    def _loss(self, batch, drop_labels: bool = False) -> Tuple[torch.Tensor, int]:
+        x, labels = self._split(batch)
+        if labels is not None and drop_labels and self.label_dropout:
+            drop = torch.rand(labels.shape, device=labels.device) < self.label_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.null_label), labels)
+        return self.loss(self, x, labels=labels).mean(), x.shape[0]
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, n = self._loss(batch, drop_labels=True)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss ({loss.item()}) at global step {self.global_step}; "
                                      f"lower lr, clip gradients or check the data")
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch.shape[0])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
         return loss
 
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+    def validation_step(self, batch, batch_idx: int) -> None:
         with torch.enable_grad():  # ssm/ism/energy need input gradients
-            loss = self._loss(batch)
-        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch.shape[0])
+            loss, n = self._loss(batch)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=n)
 
-    def test_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+    def test_step(self, batch, batch_idx: int) -> None:
         with torch.enable_grad():
-            loss = self._loss(batch)
-        self.log("test/loss", loss, sync_dist=True, batch_size=batch.shape[0])
+            loss, n = self._loss(batch)
+        self.log("test/loss", loss, sync_dist=True, batch_size=n)
 
     def on_validation_epoch_end(self) -> None:
         n = self.hparams.val_sample_images
@@ -170,9 +214,13 @@ class ScoreModule(pl.LightningModule):
 
     # -- sampling -------------------------------------------------------------------------------
     def generate(self, n: int, seed: int = 0, **overrides) -> torch.Tensor:
-        """Draw n samples (model space) with the configured sampler and a seeded generator."""
+        """Draw n samples (model space) with the configured sampler and a seeded generator.  A sampler
+        ``labels`` entry (conditional models) is an int or a list, cycled over the n samples."""
         opts = {**self.sampler, **overrides}
         method = opts.pop("method", "pc")
+        if isinstance(opts.get("labels"), (list, tuple)):
+            cycle = torch.as_tensor(opts["labels"], dtype=torch.long)
+            opts["labels"] = cycle[torch.arange(n) % len(cycle)].to(self.device)
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
         was_training = self.training
         self.eval()

@@ -120,20 +120,71 @@ class GaussianMixture:
         log_joint, _, _ = self._log_joint(self._flatten(x), *self._coeffs(x, None, None))
         return torch.logsumexp(log_joint, dim=1).to(x.dtype)
 
-    def score(self, x: torch.Tensor, t, sde: SDE) -> torch.Tensor:
-        """Exact score grad_x log p_t(x) (like x): sum_k r_k(x) (-Cov_k(t)^-1 (x - alpha mu_k))."""
+    def score(self, x: torch.Tensor, t, sde: SDE, labels: Optional[torch.Tensor] = None,
+              classes: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Exact score grad_x log p_t(x) (like x): sum_k r_k(x) (-Cov_k(t)^-1 (x - alpha mu_k)).
+
+        With ``labels`` (B,): the class-conditional score grad_x log p_t(x | label) of the sub-mixture
+        of the components whose class (``classes`` (K,), default: each component its own class) is the
+        sample's label."""
         alpha, sigma = self._coeffs(x, t, sde)
         log_joint, y, var = self._log_joint(self._flatten(x), alpha, sigma)
+        if labels is not None:
+            member = self._classes(classes, x.device)[None, :] == self._labels(labels, x, classes)[:, None]
+            log_joint = log_joint.masked_fill(~member, -math.inf)
         r = torch.softmax(log_joint, dim=1)
         _, _, _, U = self._params(x.device)
         s = -(r.T[:, :, None] * torch.bmm(y / var, U.transpose(1, 2))).sum(0)
         return s.reshape(x.shape).to(x.dtype)
 
-    def score_fn(self, sde: SDE) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """The exact score as a function ``score(x, t)`` following the score-function protocol."""
-        def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.score(x, t, sde)
+    def score_fn(self, sde: SDE, classes: Optional[torch.Tensor] = None):
+        """The exact score as a function ``score(x, t, labels=None)`` following the score-function
+        protocol: the mixture's score, or with labels (B,) the class-conditional one (see ``score``)."""
+        def score(x: torch.Tensor, t: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+            return self.score(x, t, sde, labels, classes)
         return score
+
+    # -- classes ---------------------------------------------------------------------------------
+    def _classes(self, classes: Optional[torch.Tensor], device) -> torch.Tensor:
+        if classes is None:
+            return torch.arange(self.num_components, device=device)
+        c = torch.as_tensor(classes, device=device)
+        if c.shape != (self.num_components,) or c.is_floating_point() or bool((c < 0).any()):
+            raise ValueError(f"classes must give a class index >= 0 for each of the {self.num_components} "
+                             f"components, got {classes!r}")
+        return c.long()
+
+    def num_classes(self, classes: Optional[torch.Tensor] = None) -> int:
+        return int(self._classes(classes, "cpu").max()) + 1
+
+    def _labels(self, labels, x: torch.Tensor, classes) -> torch.Tensor:
+        y = torch.as_tensor(labels, device=x.device)
+        if y.dim() == 0:
+            y = y.expand(x.shape[0])
+        C = self.num_classes(classes)
+        if y.shape != (x.shape[0],) or y.is_floating_point() or bool(((y < 0) | (y >= C)).any()):
+            raise ValueError(f"labels must be class indices in [0, {C}) of shape ({x.shape[0]},), got {labels!r}")
+        return y.long()
+
+    def class_logits_fn(self, sde: SDE, classes: Optional[torch.Tensor] = None):
+        """The exact noise-conditional classifier ``logits(x, t)`` -> (B, C): log p_t(class | x_t), the
+        perturbed mixture's log-responsibilities summed over each class's components (``classes`` (K,),
+        default: one class per component)."""
+        def logits(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            alpha, sigma = self._coeffs(x, t, sde)
+            log_joint, _, _ = self._log_joint(self._flatten(x), alpha, sigma)
+            log_r = torch.log_softmax(log_joint, dim=1)
+            c = self._classes(classes, x.device)
+            out = torch.full((x.shape[0], int(c.max()) + 1), -math.inf, dtype=log_r.dtype, device=x.device)
+            for k in range(out.shape[1]):
+                out[:, k] = torch.logsumexp(log_r[:, c == k], dim=1)
+            return out.to(x.dtype)
+        return logits
+
+    def sub_mixture(self, components: Sequence[int]) -> "GaussianMixture":
+        """The mixture of the given components, weights renormalised (a class-conditional target)."""
+        idx = torch.as_tensor(list(components), dtype=torch.long)
+        return GaussianMixture(self.weights[idx], self.means[idx], self.covs[idx], self.data_shape)
 
     def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
         """Posterior component probabilities p(k | x) of the clean mixture, (B, K)."""

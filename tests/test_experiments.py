@@ -13,7 +13,7 @@ import sde_score
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve",
-           "digits_inpaint", "likelihood_accuracy", "digits_bpd"]
+           "digits_inpaint", "likelihood_accuracy", "digits_bpd", "digits_guidance"]
 ALLOWED_ROOTS = set(sys.stdlib_module_names) | {"sde_score", "torch", "numpy", "yaml", "scipy", "tqdm", "sklearn",
                                                 "torchsde", "torchdiffeq", "pytorch_lightning"}
 
@@ -114,3 +114,25 @@ def test_digits_bpd_tiny(tmp_path):
     r = _load("bench_samplers").main(["--ckpt", str(tmp_path / "vp" / "checkpoints" / "last.ckpt"), "--quick",
                                       "--out", str(tmp_path)])
     assert len(r["rows"]) == 4 and (tmp_path / "bench_samplers_ckpt.json").exists()
+
+
+def test_digits_guidance_tiny(tmp_path):
+    """A conditional UNet trained for a few steps through the CLI config's own settings, then the judge."""
+    import pytorch_lightning as pl
+
+    from sde_score.data import DigitsDataModule
+    from sde_score.module import ScoreModule
+
+    cfg = yaml.safe_load((ROOT / "experiments" / "configs" / "digits_cond.yaml").read_text())["model"]
+    net = {"class_path": "unet", "init_args": {**cfg["net"]["init_args"], "channels": [8, 16], "attention": False}}
+    model = ScoreModule(net, sde=cfg["sde"], num_classes=cfg["num_classes"], label_dropout=cfg["label_dropout"])
+    pl.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+               default_root_dir=tmp_path, inference_mode=False,
+               callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)]
+               ).fit(model, DigitsDataModule(batch_size=32))
+    r = _load("digits_guidance").main(["--ckpt", str(tmp_path / "last.ckpt"), "--scales", "0", "1", "--per-class",
+                                       "10", "--steps", "4", "--out", str(tmp_path)])
+    assert [row["scale"] for row in r["rows"]] == [0.0, 1.0] and r["judge_test_accuracy"] > 0.9
+    assert all(row["num_samples"] == 100 for row in r["rows"])
+    assert json.loads((tmp_path / "digits_guidance.json").read_text())["rows"][1]["nfe"] == 4
+    assert (tmp_path / "digits_guidance.png").exists() and (tmp_path / "digits_cond_grid.png").exists()

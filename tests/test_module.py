@@ -25,7 +25,7 @@ def test_few_steps_reduce_loss_and_ema_checkpoint(tmp_path):
 
     def val_loss():
         torch.manual_seed(0)
-        return float(model._loss(val))
+        return float(model._loss(val)[0])
 
     before = val_loss()
     ema = pl.callbacks.EMAWeightAveraging(decay=0.9)
@@ -97,3 +97,54 @@ def test_forward_takes_float64_and_scalar_t():
     ref = model(x, torch.full((3,), 0.5))
     torch.testing.assert_close(model(x, torch.full((3,), 0.5, dtype=torch.float64)), ref)
     torch.testing.assert_close(model(x, 0.5), ref)
+
+
+def test_class_conditional_module_trains_and_samples_by_label(tmp_path):
+    """ring8 with its components as labels: the conditional samples of label k lie in mode k; the
+    unconditional score (the null label, trained by label dropout) covers all modes."""
+    pl.seed_everything(0)
+    dm = Toy2DDataModule("ring8", n_train=8000, n_val=200, batch_size=256)
+    model = ScoreModule({"class_path": "score_mlp", "init_args": {"data_shape": [2], "width": 64, "depth": 2}},
+                        sde="ve", sde_kwargs={"sigma_max": 10.0}, lr=3e-3, num_classes=8, label_dropout=0.2)
+    trainer = pl.Trainer(max_steps=600, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+                         inference_mode=False)
+    trainer.fit(model, dm)
+    model.eval()
+    target = dm.target
+    for k in range(8):
+        x = sde_score.sample(model, "ve", "dpm_solver", num_samples=100, labels=k, progress=False,
+                             generator=torch.Generator().manual_seed(k))
+        assert (target.responsibilities(x).argmax(1) == k).float().mean() > 0.9, k
+    x = sde_score.sample(model, "ve", "dpm_solver", num_samples=800, labels=0, guidance_scale=0.0, progress=False,
+                         generator=torch.Generator().manual_seed(9))
+    assert len(target.responsibilities(x).argmax(1).unique()) == 8
+    cycled = model.generate(16, seed=0, method="dpm_solver", labels=[2, 5])
+    modes = target.responsibilities(cycled).argmax(1)
+    assert (modes[0::2] == 2).float().mean() > 0.8 and (modes[1::2] == 5).float().mean() > 0.8
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(net=ScoreMLP((2,), num_classes=3), num_classes=5), "num_classes=5 needs a network built with num_classes=5"),
+    (dict(net={"class_path": "score_mlp", "init_args": {"num_classes": 3}}, num_classes=5),
+     "net has num_classes=3, the module num_classes=5"),
+    (dict(net=ScoreMLP((2,)), label_dropout=0.1), "label_dropout must lie in \\[0, 1\\] and needs num_classes"),
+    (dict(net=ScoreMLP((2,), num_classes=3), label_dropout=1.5), "label_dropout must lie in \\[0, 1\\]"),
+    (dict(net=ScoreMLP((2,)), num_classes=0), "num_classes must be an integer >= 1"),
+])
+def test_bad_class_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ScoreModule(sde="vp", **kwargs)
+
+
+def test_labels_need_a_conditional_module_and_a_conditional_module_needs_labels():
+    uncond = ScoreModule(ScoreMLP((2,), width=8, depth=1), sde="vp")
+    with pytest.raises(ValueError, match="unconditional .* takes no labels"):
+        uncond(torch.zeros(3, 2), torch.full((3,), 0.5), torch.zeros(3, dtype=torch.long))
+    cond = ScoreModule(ScoreMLP((2,), width=8, depth=1, num_classes=3), sde="vp")
+    with pytest.raises(ValueError, match="needs batches \\(x, labels\\)"):
+        cond.training_step(torch.zeros(4, 2), 0)
+    with pytest.raises(ValueError, match=r"labels must be class indices of shape \(3,\) in \[0, 3\]"):
+        cond(torch.zeros(3, 2), torch.full((3,), 0.5), torch.tensor([0, 1, 4]))
+    assert cond.null_label == 3 and uncond.null_label is None
+    assert uncond.training_step((torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)), 0).isfinite()

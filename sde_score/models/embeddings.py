@@ -21,3 +21,35 @@ class GaussianFourierEmbedding(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         proj = 2 * math.pi * t[:, None] * self.W[None, :]
         return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+
+
+class LabelEmbedding(nn.Module):
+    """Learned class embeddings plus one for the null label (index ``num_classes``), which stands for
+    "no label": classifier-free guidance trains it by label dropout and uses it for the unconditional
+    score.  labels (B,) with values in [0, num_classes] or None (all null) -> (B, dim)."""
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.embed = nn.Embedding(num_classes + 1, dim)
+
+    def forward(self, labels, batch: int, device) -> torch.Tensor:
+        if labels is None:
+            labels = torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
+        elif (labels.shape != (batch,) or labels.is_floating_point()
+              or bool(((labels < 0) | (labels > self.num_classes)).any())):
+            raise ValueError(f"labels must be class indices of shape ({batch},) in [0, {self.num_classes}] "
+                             f"({self.num_classes} = no label), got {labels!r}")
+        return self.embed(labels.long())
+
+
+def label_term(embedding: "LabelEmbedding | None", labels, x: torch.Tensor):
+    """The label embedding to add to the time embedding, or 0 for an unconditional network (which
+    refuses labels)."""
+    if embedding is None:
+        if labels is not None:
+            raise ValueError("this network is unconditional (num_classes=None) and takes no labels")
+        return 0.0
+    return embedding(labels, x.shape[0], x.device)

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .registry import register_net
-from .embeddings import GaussianFourierEmbedding
+from .embeddings import GaussianFourierEmbedding, LabelEmbedding, label_term
 
 
 def _groups(ch: int) -> int:
@@ -56,16 +56,20 @@ class _Attention(nn.Module):
 class UNet(nn.Module):
     """Two resolutions (H, H/2), ``channels`` per level, optional attention at the lowest.
 
-    x (B, C, H, W) with H, W even, t (B,) -> (B, C, H, W) (or (B,) with ``out_dim=1``: an energy).
+    x (B, C, H, W) with H, W even, t (B,) -> (B, C, H, W) (or (B,) with ``out_dim=1``: an energy).  With
+    ``num_classes`` it also takes labels (B,) (``LabelEmbedding``: None or ``num_classes`` = no label).
     """
 
     def __init__(self, data_shape: Sequence[int] = (1, 8, 8), channels: Sequence[int] = (32, 64),
                  emb_dim: int = 128, attention: bool = True, dropout: float = 0.0,
-                 fourier_scale: float = 16.0, out_dim: int | None = None) -> None:
+                 fourier_scale: float = 16.0, out_dim: int | None = None, num_classes: int | None = None) -> None:
         super().__init__()
         self.data_shape = tuple(int(d) for d in data_shape)
         self.init_args = dict(data_shape=list(self.data_shape), channels=list(channels), emb_dim=emb_dim,
-                              attention=attention, dropout=dropout, fourier_scale=fourier_scale, out_dim=out_dim)
+                              attention=attention, dropout=dropout, fourier_scale=fourier_scale, out_dim=out_dim,
+                              num_classes=num_classes)
+        self.num_classes = num_classes
+        self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes is not None else None
         if len(self.data_shape) != 3 or self.data_shape[1] % 2 or self.data_shape[2] % 2:
             raise ValueError(f"UNet needs data_shape (C, H, W) with even H and W, got {self.data_shape}")
         c_in = self.data_shape[0]
@@ -86,8 +90,8 @@ class UNet(nn.Module):
         self.energy = out_dim == 1
         self.out = nn.Conv2d(c1, c_in, 3, padding=1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        emb = self.embed(t)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.embed(t) + label_term(self.label_embed, labels, x)
         h1 = self.down1(self.inp(x), emb)
         h2 = self.down2(self.pool(h1), emb)
         m = self.mid2(self.attn(self.mid1(h2, emb)), emb)

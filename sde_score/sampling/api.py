@@ -9,7 +9,8 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..checks import check_batch, check_eps, check_finite, check_int
+from ..checks import check_batch, check_eps, check_finite, check_int, check_number
+from ..guidance import classifier_free
 from ..sdes import SDE
 from .methods import METHODS, MethodSpec
 from .model import counted_run, model_dtype, resolve_model, resolve_shape
@@ -79,6 +80,15 @@ def _called_in(score_fn, dtype: torch.dtype):
     return score
 
 
+def conditioned(score_fn, labels, guidance_scale: Optional[float], num_classes: Optional[int] = None):
+    """score_fn itself without labels, else its classifier-free guided score at ``labels``."""
+    if labels is None:
+        if guidance_scale is not None:
+            raise ValueError("guidance_scale needs labels (the classes to guide toward)")
+        return score_fn
+    return classifier_free(score_fn, labels, 1.0 if guidance_scale is None else guidance_scale, num_classes)
+
+
 def check_sampler(sampler: dict, sde: SDE) -> dict:
     """Check a sampler configuration {"method": name, **options of sample()} for ``sde`` before any work:
     the method is registered, its option names exist, steps and eps are valid.  Returns a copy."""
@@ -86,6 +96,9 @@ def check_sampler(sampler: dict, sde: SDE) -> dict:
         raise ValueError(f"sampler must be a mapping like {{'method': 'pc', 'steps': 500}}, got {sampler!r}")
     options = dict(sampler)
     name = options.pop("method", "pc")
+    if options.get("guidance_scale") is not None:
+        check_number("guidance_scale", options["guidance_scale"])
+    options.pop("labels", None), options.pop("guidance_scale", None)  # sample()'s own, checked per call
     steps, eps = options.pop("steps", None), options.pop("eps", None)
     for key in ("shape", "num_samples", "x_T", "generator", "device", "progress", "callback", "return_info"):
         if key in options:
@@ -98,7 +111,8 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
            shape: Optional[Sequence[int]] = None, num_samples: Optional[int] = None,
            steps: Optional[int] = None, eps: Optional[float] = None, x_T: Optional[torch.Tensor] = None,
            generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
-           callback=None, return_info: bool = False, **method_options):
+           callback=None, return_info: bool = False, labels=None, guidance_scale: Optional[float] = None,
+           **method_options):
     """Draw samples from a score model by a registered method (``METHODS.names()``).
 
     Args:
@@ -116,6 +130,10 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
         generator: torch.Generator for every random draw (same seed -> identical samples).
         callback: called with a ``SamplerStep`` (i, t, sigma, x, denoised) at every level visited.
         return_info: also return a :class:`SampleInfo` (NFE, wall time).
+        labels: class labels (an int, or (B,)) of a class-conditional model ``score(x, t, labels)``;
+            guidance_scale: classifier-free guidance w (``guidance.classifier_free``; default 1, the
+            conditional score; 0 the unconditional one).  NFE counts model calls (2 per step for w
+            other than 0 and 1).
         method_options: the method's own options, e.g. predictor=..., corrector=..., snr=...
     Returns:
         samples (B, ...) in model space, or (samples, info).
@@ -133,7 +151,8 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
     if x is None:  # the method draws its own start
         options.update(shape=shape, device=device, dtype=dtype)
     with counted_run(score_fn, method) as (counter, info):
-        x = spec.fn(counter, sde, x, generator=generator, progress=progress, callback=callback, **args, **options)
+        fn = conditioned(counter, labels, guidance_scale, getattr(model, "num_classes", None))
+        x = spec.fn(fn, sde, x, generator=generator, progress=progress, callback=callback, **args, **options)
     check_output(x, f"method {method!r}")
     return (x, info) if return_info else x
 

@@ -11,6 +11,7 @@ from typing import Iterator, Optional, Sequence, Tuple, Union
 import torch
 
 from ..checks import ScoreFn, check_int
+from ..score_model import call_score
 from ..sdes import SDE, get_sde
 
 
@@ -34,9 +35,9 @@ class CountingScore:
         self.score_fn = score_fn
         self.nfe = 0
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         self.nfe += 1
-        out = self.score_fn(x, t)
+        out = call_score(self.score_fn, x, t, labels)
         if not torch.is_tensor(out) or not out.is_floating_point() or out.shape != x.shape:
             got = (f"a {out.dtype} tensor of shape {tuple(out.shape)}" if torch.is_tensor(out)
                    else f"a {type(out).__name__}")
