@@ -22,5 +22,5 @@ __all__ = ["Registry", "SDE", "SDES", "ReverseSDE", "SubVPSDE", "VESDE", "VPSDE"
            "register_sde", "TARGETS", "GaussianMixture", "get_target", "register_target", "CORRECTORS",
            "METHODS", "PREDICTORS", "SampleInfo", "ode_encode", "register_corrector", "register_method",
            "register_predictor", "sample", "optimized_schedule", "impute", "log_likelihood", "LikelihoodResult",
-           "guidance", "classifier_free", "classifier_guided", "NETWORKS", "register_net", "ScoreModel", "LOSSES", "Loss", "build_loss", "register_loss",
-           "__version__"]
+           "guidance", "classifier_free", "classifier_guided", "NETWORKS", "register_net", "ScoreModel", "LOSSES",
+           "Loss", "build_loss", "register_loss", "__version__"]

@@ -52,11 +52,11 @@ def explicit_model_keys(args: List[str]) -> Set[str]:
     return keys
 
 
-def _cli_class():
+def _cli_class(upgrade=None):
+    """The LightningCLI class; ``upgrade`` maps a checkpoint's saved hyper-parameters to today's form."""
     from pytorch_lightning.cli import LightningCLI
 
     from .checkpoints import canonical_class_paths, read_checkpoint
-    from .module import upgrade_hparams
 
     class ScoreCLI(LightningCLI):
         """LightningCLI whose ``--ckpt_path`` hyper-parameters are read by ``read_checkpoint``: plain data
@@ -75,7 +75,8 @@ def _cli_class():
             if not ckpt_path or not Path(ckpt_path).is_file():
                 return  # "last", "best", ...: checkpoints this run wrote itself, resolved by Lightning
             ckpt, _ = read_checkpoint(ckpt_path)
-            hparams = canonical_class_paths(upgrade_hparams(ckpt.get("hyper_parameters", {})))
+            hparams = ckpt.get("hyper_parameters", {})
+            hparams = canonical_class_paths(upgrade(hparams) if upgrade is not None else hparams)
             hparams.pop("_instantiator", None)
             given = self.config[sub].get("model")
             explicit = explicit_model_keys(getattr(self, "_raw_args", []))
@@ -95,7 +96,7 @@ def _cli_class():
 
 def main(argv: Optional[List[str]] = None) -> None:
     from .data import ArrayDataModule
-    from .module import ScoreModule
+    from .module import ScoreModule, upgrade_hparams
 
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in ("--version", "version"):
@@ -103,11 +104,21 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         print(f"sde_score {__version__}; registered SDEs: {', '.join(SDES.names())}")
         return
-    _cli_class()(ScoreModule, ArrayDataModule, subclass_mode_data=True, args=argv,
-                 save_config_kwargs={"overwrite": True},
-                 # validation/test losses of ssm, ism and energy models need input gradients
-                 trainer_defaults={"inference_mode": False},
-                 parser_kwargs={"default_env": False})
+    _cli_class(upgrade_hparams)(ScoreModule, ArrayDataModule, subclass_mode_data=True, args=argv,
+                                save_config_kwargs={"overwrite": True},
+                                # validation/test losses of ssm, ism and energy models need input gradients
+                                trainer_defaults={"inference_mode": False},
+                                parser_kwargs={"default_env": False})
+
+
+def classifier_main(argv: Optional[List[str]] = None) -> None:
+    """`sde-score-classifier`: the same CLI over ClassifierModule (a noise-conditional classifier for
+    classifier guidance)."""
+    from .classifier_module import ClassifierModule
+    from .data import ArrayDataModule
+
+    _cli_class()(ClassifierModule, ArrayDataModule, subclass_mode_data=True, args=argv,
+                 save_config_kwargs={"overwrite": True}, parser_kwargs={"default_env": False})
 
 
 if __name__ == "__main__":

@@ -47,6 +47,30 @@ def upgrade_hparams(hparams: Dict[str, Any]) -> Dict[str, Any]:
     return h
 
 
+def adam_with_warmup(module: pl.LightningModule, lr: float, weight_decay: float, warmup_steps: int):
+    """Adam with a linear learning-rate warm-up over ``warmup_steps`` optimizer steps (0: none)."""
+    opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
+    if not warmup_steps:
+        return opt
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup_steps))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def load_checked(cls, path: str, map_location: Any = "cpu", upgrade=None) -> pl.LightningModule:
+    """A LightningModule of class ``cls`` from a checkpoint read as plain data (``read_checkpoint``: no
+    pickled objects, only registered classes), its hyper-parameters first passed through ``upgrade``;
+    returned in eval mode."""
+    ckpt, stream = read_checkpoint(path, map_location)
+    hparams = ckpt.get("hyper_parameters", {})
+    upgraded = upgrade(hparams) if upgrade is not None else hparams
+    if upgraded is not hparams:
+        ckpt["hyper_parameters"] = upgraded
+        stream = io.BytesIO()
+        torch.save(ckpt, stream)
+        stream.seek(0)
+    return cls.load_from_checkpoint(stream, map_location=map_location, weights_only=True).eval()
+
+
 class ScoreModule(pl.LightningModule):
     """Score model trained by score matching.
 
@@ -200,12 +224,7 @@ class ScoreModule(pl.LightningModule):
         log_samples_picture(self.trainer, self, x, f"epoch{self.current_epoch:03d}")
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.hparams.weight_decay)
-        warm = self.hparams.warmup_steps
-        if not warm:
-            return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adam_with_warmup(self, self.lr, self.hparams.weight_decay, self.hparams.warmup_steps)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.grad_clip
@@ -240,13 +259,4 @@ class ScoreModule(pl.LightningModule):
         """Load a checkpoint as plain data (``checkpoints.read_checkpoint``: no pickled objects, only
         registered classes; nothing else is imported or called).  Its state_dict holds the EMA weights
         when the EMAWeightAveraging callback was used."""
-        ckpt, stream = read_checkpoint(path, map_location)
-        hparams = ckpt.get("hyper_parameters", {})
-        upgraded = upgrade_hparams(hparams)
-        if upgraded is not hparams:
-            ckpt["hyper_parameters"] = upgraded
-            stream = io.BytesIO()
-            torch.save(ckpt, stream)
-            stream.seek(0)
-        module = cls.load_from_checkpoint(stream, map_location=map_location, weights_only=True)
-        return module.eval()
+        return load_checked(cls, path, map_location, upgrade_hparams)

@@ -221,6 +221,68 @@ class GaussianMixture:
             self.means[:, m], covariance_matrix=S_kk).log_prob(xk[None])
         return GaussianMixture(torch.softmax(log_w, 0), means, covs)
 
+    def posterior(self, A, y, noise_std: float = 0.0):
+        """The exact posterior p(x | y) for the linear observation y = A x + noise_std z, z ~ N(0, I).
+
+        A: (m, D) with m < D and full row rank; y: (m,).  Per component (closed form): weights
+        w_k N(y; A mu_k, S_k) with S_k = A Sigma_k A^T + noise_std^2 I, means mu_k + G_k (y - A mu_k),
+        covariances Sigma_k - G_k A Sigma_k, gain G_k = Sigma_k A^T S_k^-1.  With noise_std > 0 that is a
+        :class:`GaussianMixture` on R^D; noise-free it lives on the plane A x = y and is returned as an
+        :class:`AffineMixture` (a mixture in coordinates of that plane; the mask case is ``conditional``)."""
+        A = torch.as_tensor(A, dtype=torch.float64)
+        y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        noise_std = float(noise_std)
+        if A.dim() != 2 or A.shape[1] != self.dim or not 0 < A.shape[0] < self.dim:
+            raise ValueError(f"A must have shape (m, {self.dim}) with 0 < m < {self.dim}, got {tuple(A.shape)}")
+        if y.shape != (A.shape[0],):
+            raise ValueError(f"y must have {A.shape[0]} entries to match A, got {tuple(y.shape)}")
+        if not (math.isfinite(noise_std) and noise_std >= 0):
+            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std}")
+        if int(torch.linalg.matrix_rank(A)) < A.shape[0]:
+            raise ValueError("A must have full row rank")
+        m = A.shape[0]
+        S = A @ self.covs @ A.T + noise_std ** 2 * torch.eye(m, dtype=torch.float64)
+        resid = y[None] - self.means @ A.T  # (K, m)
+        gain = torch.linalg.solve(S, A @ self.covs).transpose(1, 2)  # Sigma A^T S^-1 (S symmetric)
+        means = self.means + torch.einsum("kdm,km->kd", gain, resid)
+        covs = self.covs - gain @ A @ self.covs
+        covs = 0.5 * (covs + covs.transpose(1, 2))
+        log_w = torch.log(self.weights) + torch.distributions.MultivariateNormal(
+            self.means @ A.T, covariance_matrix=S).log_prob(y[None])
+        weights = torch.softmax(log_w, 0)
+        if noise_std > 0:
+            return GaussianMixture(weights, means, covs, self.data_shape)
+        # noise-free: coordinates z = N^T (x - x_p) in an orthonormal basis N of A's null space
+        _, _, Vh = torch.linalg.svd(A)
+        N = Vh[m:].T  # (D, D - m)
+        x_p = torch.linalg.lstsq(A, y[:, None]).solution[:, 0]  # the plane's point nearest 0
+        latent = GaussianMixture(weights, (means - x_p) @ N, N.T @ covs @ N)
+        return AffineMixture(latent, x_p, N, self.data_shape)
+
+    def balanced_observation(self, A, i: int, j: int, noise_std: float = 0.0) -> torch.Tensor:
+        """A hard condition: the observation y = A x_f on the segment x_f = mu_i + f (mu_j - mu_i) at which
+        the exact posterior gives components i and j equal weight (f by bisection).  y lies between two
+        modes, usually where the data are rare; a sampler must split its samples evenly between two
+        modes that the observation alone cannot tell apart.  A: (m, D), or a bool mask of data_shape
+        (True = observed: A selects those coordinates).  Returns y (m,)."""
+        A = torch.as_tensor(A)
+        if A.dtype == torch.bool:
+            A = torch.eye(self.dim, dtype=torch.float64)[A.reshape(-1)]
+        A = A.to(torch.float64)
+        K = self.num_components
+        if not (0 <= i < K and 0 <= j < K and i != j):
+            raise ValueError(f"i and j must be two different components in [0, {K}), got {i}, {j}")
+        point = lambda f: A @ (self.means[i] + f * (self.means[j] - self.means[i]))  # noqa: E731
+        gap = lambda f: float(torch.diff(self.posterior(A, point(f), noise_std).weights[[j, i]]))  # noqa: E731
+        lo, hi = 0.0, 1.0
+        if not gap(lo) > 0 > gap(hi):
+            raise ValueError(f"the posterior weights of components {i} and {j} do not cross on the segment "
+                             f"between their means under this A")
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if gap(mid) > 0 else (lo, mid)
+        return point(0.5 * (lo + hi))
+
     def with_exact_prior(self, sde: SDE) -> SDE:
         """A copy of ``sde`` whose prior is this mixture's exact p_T instead of N(0, s(T)^2 I):
         it removes the prior mismatch from likelihoods and samplers, leaving only solver error."""
@@ -253,6 +315,38 @@ class GaussianMixture:
 
     def __repr__(self) -> str:
         return f"GaussianMixture(K={self.num_components}, D={self.dim}, data_shape={self.data_shape})"
+
+
+class AffineMixture:
+    """A Gaussian mixture on the affine plane {x_p + N z}: x = x_p + N z with z ~ ``latent`` (N (D, d)
+    orthonormal columns).  ``log_prob`` is the density on the plane (w.r.t. its d-dim. Lebesgue measure)."""
+
+    def __init__(self, latent: GaussianMixture, offset: torch.Tensor, basis: torch.Tensor, data_shape) -> None:
+        self.latent, self.offset, self.basis, self.data_shape = latent, offset, basis, tuple(data_shape)
+        self.weights = latent.weights
+
+    def coordinates(self, x: torch.Tensor) -> torch.Tensor:
+        """z = N^T (x - x_p) (B, d) of points x (B, *data_shape) (their projection onto the plane)."""
+        return (x.reshape(x.shape[0], -1).to(torch.float64) - self.offset) @ self.basis
+
+    def distance(self, x: torch.Tensor) -> torch.Tensor:
+        """Euclidean distance (B,) of x from the plane (0 for points that satisfy A x = y)."""
+        xf = x.reshape(x.shape[0], -1).to(torch.float64)
+        return (xf - self.offset - self.coordinates(x) @ self.basis.T).norm(dim=1)
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None, *, dtype: torch.dtype = torch.float32):
+        z = self.latent.sample(n, generator, dtype=torch.float64)
+        return (self.offset + z @ self.basis.T).to(dtype).reshape((n,) + self.data_shape)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.latent.log_prob(self.coordinates(x)).to(x.dtype)
+
+    def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
+        return self.latent.responsibilities(self.coordinates(x))
+
+    def __repr__(self) -> str:
+        return (f"AffineMixture(K={self.latent.num_components}, plane dim={self.basis.shape[1]}, "
+                f"data_shape={self.data_shape})")
 
 
 # -- named targets -----------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import sde_score
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve",
-           "digits_inpaint", "likelihood_accuracy", "digits_bpd", "digits_guidance"]
+           "digits_inpaint", "likelihood_accuracy", "digits_bpd", "digits_guidance",
+           "bench_impute_hard"]
 ALLOWED_ROOTS = set(sys.stdlib_module_names) | {"sde_score", "torch", "numpy", "yaml", "scipy", "tqdm", "sklearn",
                                                 "torchsde", "torchdiffeq", "pytorch_lightning"}
 
@@ -130,9 +131,26 @@ def test_digits_guidance_tiny(tmp_path):
                default_root_dir=tmp_path, inference_mode=False,
                callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)]
                ).fit(model, DigitsDataModule(batch_size=32))
+    from sde_score.classifier_module import ClassifierModule
+
+    clf = ClassifierModule({"class_path": "noise_classifier", "init_args": {"channels": [8, 16]}})
+    pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+               default_root_dir=tmp_path, callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "clf",
+                                                                                  save_last=True)]
+               ).fit(clf, DigitsDataModule(batch_size=32))
     r = _load("digits_guidance").main(["--ckpt", str(tmp_path / "last.ckpt"), "--scales", "0", "1", "--per-class",
-                                       "10", "--steps", "4", "--out", str(tmp_path)])
-    assert [row["scale"] for row in r["rows"]] == [0.0, 1.0] and r["judge_test_accuracy"] > 0.9
+                                       "10", "--steps", "4", "--out", str(tmp_path),
+                                       "--classifier", str(tmp_path / "clf" / "last.ckpt")])
+    assert [(row["guidance"], row["scale"]) for row in r["rows"]] == [
+        ("classifier_free", 0.0), ("classifier_free", 1.0), ("classifier", 0.0), ("classifier", 1.0)]
+    assert r["judge_test_accuracy"] > 0.9
     assert all(row["num_samples"] == 100 for row in r["rows"])
     assert json.loads((tmp_path / "digits_guidance.json").read_text())["rows"][1]["nfe"] == 4
     assert (tmp_path / "digits_guidance.png").exists() and (tmp_path / "digits_cond_grid.png").exists()
+
+
+def test_bench_impute_hard_tiny(tmp_path):
+    r = _load("bench_impute_hard").main(["--quick", "--out", str(tmp_path)])
+    assert [row["method"] for row in r["rows"]] == ["smc K=4", "replace"]
+    assert all(0 <= row["tv"] <= 1 and row["nfe"] > 0 for row in r["rows"]) and r["rows"][0]["min_ess"] <= 4
+    assert (tmp_path / "bench_impute_hard.json").exists()

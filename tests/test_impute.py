@@ -68,3 +68,24 @@ def test_impute_errors(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         impute(target.score_fn(sde), args.pop("x_known"), args.pop("mask"), sde, progress=False, **args)
+
+
+def test_replacement_fails_a_balanced_hard_condition():
+    """The observation between modes 0 and 1 (``balanced_observation``): the exact conditional splits
+    0.5 / 0.5; replacement puts most samples in the wrong proportions (TV ~0.6, floor ~0.03).  The SMC's
+    numbers on the whole family are in experiments/bench_impute_hard.py (#13: not yet at the floor)."""
+    target, sde = get_target("gmm16d"), get_sde("vp")
+    known = torch.zeros(16, dtype=torch.bool)
+    known[1::2] = True
+    x = torch.zeros(16)
+    x[known] = target.balanced_observation(known, 0, 1).float()
+    cond = target.conditional(known, x)
+    n = 300
+    out, info = impute(target.score_fn(sde), x.expand(n, 16).clone(), known, sde, "replacement", steps=200,
+                       generator=torch.Generator().manual_seed(0), progress=False, return_info=True)
+    from sde_score.metrics import mode_weight_tv, tv_floor
+
+    assert mode_weight_tv(cond, out[:, ~known]) > 5 * tv_floor(cond, n)
+    _, info = impute(target.score_fn(sde), x.expand(4, 16).clone(), known, sde, steps=30, num_particles=8,
+                     generator=torch.Generator().manual_seed(0), progress=False, return_info=True)
+    assert len(info.extra["ess"]) == 29 and all(1 <= e <= 8 for e in info.extra["ess"])

@@ -3,17 +3,19 @@ import pytest
 import torch
 from torch import nn
 
-from sde_score.models import NETWORKS, GaussianFourierEmbedding, ScoreMLP, UNet, register_net
+from sde_score.models import NETWORKS, GaussianFourierEmbedding, NoiseClassifier, ScoreMLP, UNet, register_net
 from sde_score.models.registry import build_net, net_config
 
 SMALL = {"score_mlp": (ScoreMLP, dict(data_shape=[3], width=16, depth=2), (3,)),
          "unet": (UNet, dict(data_shape=[2, 8, 8], channels=[8, 16], emb_dim=16), (2, 8, 8))}
+CLASSIFIERS = {"noise_classifier": (NoiseClassifier, dict(data_shape=[2, 8, 8], num_classes=5, channels=[8, 16],
+                                                          emb_dim=16), (2, 8, 8))}
 
 
 def test_every_packaged_network_is_covered():
     # other tests register their own networks in the same process: count the package's only
     packaged = {n for n in NETWORKS.names() if NETWORKS.get(n).__module__.startswith("sde_score.")}
-    assert packaged == set(SMALL)
+    assert packaged == set(SMALL) | set(CLASSIFIERS)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -65,3 +67,39 @@ def test_bad_network_arguments_and_registration():
 
     with pytest.raises(ValueError, match="Unregistered is not a registered network"):
         net_config(Unregistered())
+
+
+def _perturbed(net):
+    with torch.no_grad():  # output layers start at zero: perturb every weight to see the conditioning
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return net
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_label_conditioning(name):
+    cls, args, shape = SMALL[name]
+    torch.manual_seed(0)
+    net = _perturbed(cls(**args, num_classes=3))
+    x, t = torch.randn(4, *shape), torch.rand(4)
+    a, b = net(x, t, torch.zeros(4, dtype=torch.long)), net(x, t, torch.ones(4, dtype=torch.long))
+    assert a.shape == x.shape and not torch.allclose(a, b)
+    torch.testing.assert_close(net(x, t), net(x, t, torch.full((4,), 3)))  # None is the null label
+    rebuilt = build_net(net_config(net))
+    rebuilt.load_state_dict(net.state_dict())
+    torch.testing.assert_close(rebuilt(x, t, torch.ones(4, dtype=torch.long)), b)
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIFIERS))
+def test_classifier_networks(name):
+    cls, args, shape = CLASSIFIERS[name]
+    torch.manual_seed(0)
+    net = _perturbed(cls(**args))
+    x = torch.randn(4, *shape)
+    out = net(x, torch.full((4,), 0.1))
+    assert out.shape == (4, args["num_classes"]) and not torch.allclose(out, net(x, torch.full((4,), 0.9)))
+    rebuilt = build_net(net_config(net))
+    rebuilt.load_state_dict(net.state_dict())
+    torch.testing.assert_close(rebuilt(x, torch.full((4,), 0.3)), net(x, torch.full((4,), 0.3)))
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
+        cls(**{**args, "num_classes": 1})

@@ -119,3 +119,69 @@ def test_bad_mixtures(args, match):
 def test_unknown_target():
     with pytest.raises(ValueError, match="unknown target 'moons'.*ring8"):
         get_target("moons")
+
+
+def _posterior_case(noise_std):
+    target = get_target("gmm16d")
+    A = torch.randn(5, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x0 = target.sample(1, torch.Generator().manual_seed(1), dtype=torch.float64)[0]
+    y = A @ x0 + noise_std * torch.randn(5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    return target, A, y
+
+
+def test_noisy_posterior_is_prior_times_likelihood():
+    """log p(x | y) - log p(x) - log N(y; A x, s^2 I) is the same constant at every x."""
+    target, A, y = _posterior_case(0.3)
+    post = target.posterior(A, y, 0.3)
+    x = post.sample(6, torch.Generator().manual_seed(3), dtype=torch.float64)
+    lik = torch.distributions.Normal(x @ A.T, 0.3).log_prob(y[None]).sum(1)
+    c = post.log_prob(x) - target.log_prob(x) - lik
+    torch.testing.assert_close(c, c[:1].expand(6), rtol=0, atol=1e-8)
+
+
+def test_noise_free_posterior_lives_on_the_plane_and_masks_give_the_conditional():
+    target, A, y = _posterior_case(0.0)
+    post = target.posterior(A, y)
+    x = post.sample(6, torch.Generator().manual_seed(3), dtype=torch.float64)
+    torch.testing.assert_close(x @ A.T, y[None].expand(6, 5), rtol=0, atol=1e-9)
+    # on the plane, p(x | y) is proportional to p(x): the log-ratio is constant
+    c = post.log_prob(x) - target.log_prob(x)
+    torch.testing.assert_close(c, c[:1].expand(6), rtol=0, atol=1e-8)
+    # the noise-free limit of the noisy posterior
+    noisy = target.posterior(A, y, 1e-5)
+    torch.testing.assert_close(noisy.weights, post.weights, rtol=0, atol=1e-6)
+    # a mask is a row selection: the same weights as ``conditional``
+    known = torch.zeros(16, dtype=torch.bool)
+    known[::2] = True
+    x0 = target.sample(1, torch.Generator().manual_seed(4), dtype=torch.float64)[0]
+    sel = torch.eye(16, dtype=torch.float64)[known]
+    torch.testing.assert_close(target.posterior(sel, x0[known]).weights, target.conditional(known, x0).weights)
+    assert post.distance(x).max() < 1e-9
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(A=torch.zeros(3, 5), y=torch.zeros(3)), r"A must have shape \(m, 16\)"),
+    (dict(A=torch.zeros(2, 16), y=torch.zeros(2)), "full row rank"),
+    (dict(A=torch.eye(16)[:2], y=torch.zeros(3)), "y must have 2 entries"),
+    (dict(A=torch.eye(16)[:2], y=torch.zeros(2), noise_std=-1.0), "noise_std must be a finite number >= 0"),
+])
+def test_posterior_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        get_target("gmm16d").posterior(**kwargs)
+
+
+def test_balanced_observation_splits_two_modes_evenly():
+    target = get_target("gmm16d")
+    known = torch.zeros(16, dtype=torch.bool)
+    known[::2] = True
+    y = target.balanced_observation(known, 0, 1)
+    x = torch.zeros(16, dtype=torch.float64)
+    x[known] = y
+    w = target.conditional(known, x).weights
+    torch.testing.assert_close(w[0], w[1], rtol=0, atol=1e-9)
+    assert w[0] > 0.45 and w[2:].sum() < 0.1
+    A = torch.randn(4, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    w = target.posterior(A, target.balanced_observation(A, 2, 3, noise_std=0.1), 0.1).weights
+    torch.testing.assert_close(w[2], w[3], rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="two different components"):
+        target.balanced_observation(known, 1, 1)

@@ -3,6 +3,7 @@ from .registry import NETWORKS, net_class, register_net, registered_net
 from .embeddings import GaussianFourierEmbedding
 from .mlp import ScoreMLP
 from .unet import UNet
+from .classifier import NoiseClassifier
 
 __all__ = ["NETWORKS", "net_class", "register_net", "registered_net", "GaussianFourierEmbedding", "ScoreMLP",
-           "UNet"]
+           "UNet", "NoiseClassifier"]

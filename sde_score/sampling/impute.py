@@ -70,8 +70,10 @@ def _systematic_resample(log_w: torch.Tensor, generator) -> torch.Tensor:
 
 def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *, steps: int, eps: float,
                num_particles: int = 16, generator=None, progress: bool = True, denoise: bool = True,
-               ess_threshold: float = 0.5) -> torch.Tensor:
-    """SMC imputation; returns (B, ...) with the known entries equal to x_known."""
+               ess_threshold: float = 0.5, record: Optional[dict] = None) -> torch.Tensor:
+    """SMC imputation; returns (B, ...) with the known entries equal to x_known.  ``record`` receives
+    ``ess`` (steps - 1,): the effective sample size after each step (before resampling), averaged over
+    conditions, and ``resampled``: the number of steps at which any condition resampled."""
     K = check_int("num_particles", num_particles)
     ess_threshold = check_number("ess_threshold", ess_threshold, nonneg=True)
     if ess_threshold > 1:
@@ -85,6 +87,7 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
     x = torch.where(m, path[0], sde.prior_sampling((B * K,) + x_known.shape[1:], generator, device=x_known.device,
                                                    dtype=x_known.dtype))
     log_w = torch.zeros(B, K, dtype=torch.float64, device=x.device)
+    ess_trace, resampled = [], 0
     rsde = sde.reverse(score_fn)
     n_known = m.flatten(1).sum(1).to(torch.float64)
     for i in progress_bar(range(steps - 1), progress, "impute[smc]"):
@@ -100,14 +103,18 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
         x = torch.where(m, y_next, mean + bcast(std, x) * gaussian_like(x, generator))
         check_state(x, i, ts[i])
         ess = 1.0 / torch.softmax(log_w, 1).pow(2).sum(1)
+        ess_trace.append(float(ess.mean()))
         low = ess < ess_threshold * K
         if bool(low.any()):
+            resampled += 1
             idx = _systematic_resample(log_w[low], generator)
             base = (torch.nonzero(low).flatten() * K)[:, None]
             rows = torch.arange(B * K, device=x.device).reshape(B, K)
             rows[low] = base + idx
             x = x[rows.flatten()]
             log_w[low] = 0.0
+    if record is not None:
+        record.update(ess=ess_trace, resampled=resampled, num_particles=K)
     if denoise:
         x = final_denoise(sde, score_fn, x, eps)
     pick = torch.multinomial(torch.softmax(log_w, 1), 1, generator=generator).flatten()
@@ -147,7 +154,9 @@ def impute(model, x_known: torch.Tensor, mask: torch.Tensor, sde: Union[str, SDE
         method: "smc" (default; options num_particles, ess_threshold, denoise) or "replacement"
             (options of the PC sampler: predictor, corrector, snr, ...).
         steps: reverse-time steps (default sde.N); eps: final time (default sde.default_eps).
-    Returns (B, ...) with the known entries equal to x_known, or (samples, SampleInfo).
+    Returns (B, ...) with the known entries equal to x_known, or (samples, SampleInfo); for "smc"
+    ``info.extra`` holds ``ess`` (the effective sample size after each step, mean over conditions),
+    ``resampled`` and ``num_particles``.
     """
     check_choice("method", method, IMPUTE_METHODS)
     score_fn, sde, data_shape, device = resolve_model(model, sde)
@@ -155,7 +164,10 @@ def impute(model, x_known: torch.Tensor, mask: torch.Tensor, sde: Union[str, SDE
     steps = sde.N if steps is None else check_int("steps", steps, minimum=2)
     eps = check_eps(eps, sde)
     fn = smc_impute if method == "smc" else replacement_impute
+    if method == "smc":
+        options["record"] = {}
     with counted_run(score_fn, f"impute[{method}]") as (counter, info):
         x = fn(counter, sde, x_known, mask, steps=steps, eps=eps, generator=generator, progress=progress, **options)
+    info.extra.update(options.get("record", {}))  # smc: the ESS after each step, mean over conditions
     check_output(x, f"impute[{method}]")  # its known entries are x_known's, checked finite above
     return (x, info) if return_info else x
