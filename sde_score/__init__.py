@@ -5,12 +5,13 @@ losses and networks; Lightning training.  The bottom two need only torch (+ torc
 torchdiffeq, scipy).
 """
 from .registry import Registry
-from .sdes import SDE, SDES, ReverseSDE, SubVPSDE, VESDE, VPSDE, get_sde, register_sde
+from .sdes import (SDE, SDES, CosineVPSDE, DiscreteVPSDE, ReverseSDE, SubVPSDE, VESDE, VPSDE, get_sde,
+                   register_sde)
 from .targets import TARGETS, GaussianMixture, get_target, register_target
 from .sampling import (CORRECTORS, METHODS, PREDICTORS, SampleInfo, impute, ode_encode, optimized_schedule,
                        register_corrector, register_method, register_predictor, sample)
 from .likelihood import LikelihoodResult, log_likelihood
-from . import guidance
+from . import external, guidance
 from .guidance import classifier_free, classifier_guided
 from .models import NETWORKS, register_net
 from .score_model import ScoreModel
@@ -18,9 +19,9 @@ from .losses import LOSSES, Loss, build_loss, register_loss
 
 __version__ = "0.1.0"
 
-__all__ = ["Registry", "SDE", "SDES", "ReverseSDE", "SubVPSDE", "VESDE", "VPSDE", "get_sde",
-           "register_sde", "TARGETS", "GaussianMixture", "get_target", "register_target", "CORRECTORS",
+__all__ = ["Registry", "SDE", "SDES", "ReverseSDE", "SubVPSDE", "VESDE", "VPSDE", "DiscreteVPSDE", "CosineVPSDE",
+           "get_sde", "register_sde", "TARGETS", "GaussianMixture", "get_target", "register_target", "CORRECTORS",
            "METHODS", "PREDICTORS", "SampleInfo", "ode_encode", "register_corrector", "register_method",
            "register_predictor", "sample", "optimized_schedule", "impute", "log_likelihood", "LikelihoodResult",
-           "guidance", "classifier_free", "classifier_guided", "NETWORKS", "register_net", "ScoreModel", "LOSSES",
-           "Loss", "build_loss", "register_loss", "__version__"]
+           "external", "guidance", "classifier_free", "classifier_guided", "NETWORKS", "register_net", "ScoreModel",
+           "LOSSES", "Loss", "build_loss", "register_loss", "__version__"]

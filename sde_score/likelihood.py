@@ -84,14 +84,16 @@ def log_likelihood(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *,
                    solver: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
                    divergence: str = "hutchinson", noise: str = "rademacher", n_probes: int = 1,
                    generator: Optional[torch.Generator] = None, progress: bool = True,
-                   time_variable: str = "t", scaler: AffineScaler = IDENTITY, labels=None) -> LikelihoodResult:
+                   time_variable: Optional[str] = None, scaler: AffineScaler = IDENTITY,
+                   labels=None) -> LikelihoodResult:
     """log p_eps(x) of a score model's PF-ODE for a batch x (B, ...) in model space.
 
     Args:
         model: ScoreModule, nn.Module or callable score(x, t); sde: name/instance (model's by default).
         eps: start time in (0, T).  solver: a torchdiffeq adaptive method (default "dopri5", stays
-            on device) or "rk45" (scipy on CPU, the paper's path).  time_variable: "t" (default),
-            "sigma" or "log_sigma" (see ``sampling.ode``; experiments/bench_likelihood.py compares).
+            on device) or "rk45" (scipy on CPU, the paper's path).  time_variable: "t", "sigma" or
+            "log_sigma" (see ``sampling.ode``; experiments/bench_likelihood.py compares); default the
+            SDE's ``ode_time_variable`` ("t"; "log_sigma" for noise tables).
         divergence: "exact" trace or "hutchinson" with ``n_probes`` fixed ``noise`` probes per sample.
         scaler: data <-> model map and number of levels, for bits/dim in data space.
         labels: an int or (B,) class labels: the class-conditional log p_eps(x | label) of a model

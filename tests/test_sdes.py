@@ -195,3 +195,58 @@ def test_bad_time(t, match):
 def test_bad_time_shape():
     with pytest.raises(ValueError, match=r"t must have shape \(3,\)"):
         get_sde("ve").sde(torch.zeros(3, 2), torch.zeros(4))
+
+
+def test_discrete_vp_matches_its_noise_table_and_ddpm_chain():
+    from sde_score.sampling.schedules import time_grid
+    from sde_score.sdes import DiscreteVPSDE
+
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    abar = torch.cumprod(1 - betas, 0)
+    sde = DiscreteVPSDE(abar)
+    t = torch.arange(1, 1001, dtype=torch.float64) / 1000  # t_n = (n + 1) / N
+    alpha, sigma = sde.alpha_sigma(t)
+    torch.testing.assert_close(alpha ** 2, abar, rtol=1e-12, atol=0)
+    torch.testing.assert_close(sigma ** 2, 1 - abar, rtol=1e-10, atol=0)
+    torch.testing.assert_close(sde.index(t), torch.arange(1000, dtype=torch.float64))
+    torch.testing.assert_close(sde.discrete_beta(torch.arange(1000)), betas, rtol=1e-9, atol=0)
+    torch.testing.assert_close(time_grid(sde, 1000, sde.default_eps, "cpu").double(), t.flip(0), rtol=0, atol=1e-6)
+    # the ancestral step is DDPM's (Ho et al. 2020, Alg. 2 with sigma_n^2 = beta_n)
+    x, s = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    mean, std = sde.ancestral_step(x, t[[499, 499, 499]], s)
+    torch.testing.assert_close(mean, (x + betas[499] * s) / torch.sqrt(1 - betas[499]))
+    torch.testing.assert_close(std, torch.sqrt(betas[499]).expand(3))
+    # off the grid: piecewise-linear log alpha, the variance ODE d sigma^2/dt = 2 f sigma^2 + g^2 holds
+    u = torch.tensor([0.2345, 0.71234], dtype=torch.float64)
+    f, g = sde.sde(torch.ones(2, 1, dtype=torch.float64), u)
+    h = 1e-7
+    var = lambda v: sde.alpha_sigma(v)[1] ** 2  # noqa: E731
+    torch.testing.assert_close((var(u + h) - var(u - h)) / (2 * h), 2 * f[:, 0] * var(u) + g ** 2, rtol=1e-6, atol=0)
+    torch.testing.assert_close(sde.t_from_edm_sigma(sde.edm_sigma(u)), u, rtol=1e-10, atol=0)
+
+
+def test_discrete_vp_chain_needs_its_own_levels():
+    from sde_score import sample
+
+    sde = get_sde("discrete_vp")
+    with pytest.raises(ValueError, match="DDPM chain of this noise table has its 1000 levels; got steps=50"):
+        sample(lambda x, t: -x, sde, "pc", shape=(2, 2), steps=50, progress=False)
+    x = sample(lambda x, t: -x, sde, "pc", shape=(2, 2), steps=50, predictor="euler_maruyama", corrector="none",
+               progress=False)
+    assert torch.isfinite(x).all()
+    with pytest.raises(ValueError, match="strictly decrease"):
+        get_sde("discrete_vp", alphas_cumprod=[0.5, 0.9])
+
+
+def test_cosine_vp_is_nichol_dhariwal():
+    sde = get_sde("cosine_vp")
+    t = torch.tensor([0.0, 0.3, 0.9], dtype=torch.float64)
+    f = lambda v: torch.cos((v + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    alpha, sigma = sde.alpha_sigma(t)
+    torch.testing.assert_close(alpha ** 2, f(t) / f(torch.zeros(1, dtype=torch.float64)), rtol=1e-12, atol=0)
+    torch.testing.assert_close(alpha ** 2 + sigma ** 2, torch.ones(3, dtype=torch.float64))
+    assert sde.T == 0.9946 and abs(math.log(float(sde.alpha_sigma(torch.tensor([sde.T]))[0])) + 4.7777) < 1e-3
+    # beta(t) = pi tan((t + s)/(1 + s) pi/2) / (1 + s), the derivative of -2 log alpha
+    theta = (sde.T + 0.008) / 1.008 * math.pi / 2
+    beta_T = float(sde.diffusion(torch.tensor([sde.T], dtype=torch.float64))) ** 2
+    assert abs(beta_T - math.pi * math.tan(theta) / 1.008) < 1e-6 * beta_T

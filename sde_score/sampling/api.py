@@ -159,7 +159,7 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
 
 def ode_encode(model, x: torch.Tensor, sde: Union[str, SDE, None] = None, *, eps: Optional[float] = None,
                solver: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
-               time_variable: str = "t", return_info: bool = False):
+               time_variable: Optional[str] = None, return_info: bool = False):
     """Map data x (B, ...) at time eps to its latent code at T along the PF-ODE (eq. 13)."""
     score_fn, sde, data_shape, _ = resolve_model(model, sde)
     eps = check_eps(eps, sde)

@@ -28,10 +28,13 @@ SOLVERS = TORCH_SOLVERS + ("rk45",)
 class PFODE:
     """dx/dv of the probability-flow ODE in the integration variable v ('t', 'sigma', 'log_sigma')."""
 
-    def __init__(self, sde: SDE, score_fn: ScoreFn, time_variable: str = "t",
+    def __init__(self, sde: SDE, score_fn: ScoreFn, time_variable: Optional[str] = None,
                  callback: Optional[Callback] = None) -> None:
         self.sde = sde
         self.rsde = sde.reverse(score_fn, probability_flow=True)
+        # None: the SDE's own choice (a noise table's piecewise-constant beta(t) has a kink at every grid
+        # point, which an adaptive solver in t must step through; sigma never sees them)
+        time_variable = sde.ode_time_variable if time_variable is None else time_variable
         self.time_variable = check_choice("time_variable", time_variable, TIME_VARIABLES)
         self.calls, self.callback = 0, callback
 
@@ -125,7 +128,7 @@ def integrate(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: to
 def ode_sample(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, eps: float,
                generator: Optional[torch.Generator] = None, progress: bool = True,
                callback: Optional[Callback] = None, solver: str = "dopri5", rtol: float = 1e-5,
-               atol: float = 1e-5, time_variable: str = "t", denoise: bool = True) -> torch.Tensor:
+               atol: float = 1e-5, time_variable: Optional[str] = None, denoise: bool = True) -> torch.Tensor:
     """Sample by integrating the PF-ODE from x_T = x at T down to eps (adaptive steps; ``callback``
     sees every drift evaluation, stages included), then, with ``denoise``, Tweedie's posterior mean
     at eps.  ``generator`` is unused (deterministic given x_T).  Returns (B, ...)."""
