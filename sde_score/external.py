@@ -160,5 +160,48 @@ def wrap(net: Callable, sde: Union[str, SDE], *, prediction: str = "eps", time_i
     return ExternalModel(net, sde, prediction, kind, output, bool(learned_variance), labels, data_shape, num_classes)
 
 
+_DIFFUSERS_PREDICTIONS = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
+
+
+def from_diffusers(unet, scheduler, *, labels: Optional[str] = "class_labels",
+                   num_classes: Optional[int] = None) -> "tuple[ExternalModel, SDE]":
+    """(model, sde) for a diffusers ``UNet2DModel``-like network and its scheduler (nothing downloads: pass
+    objects you built or loaded yourself).
+
+    - A DDPM-family scheduler (``DDPMScheduler``, ``DDIMScheduler``, ... with ``alphas_cumprod`` and
+      ``config.prediction_type`` "epsilon" / "v_prediction" / "sample"): ``DiscreteVPSDE(alphas_cumprod)``,
+      the UNet called at the table's integer timesteps (``time_input="index"``); learned-variance
+      schedulers ("learned", "learned_range") keep the mean's channels.
+    - ``ScoreSdeVeScheduler``: ``VESDE(sigma_min, sigma_max, N)``; its NCSN++ UNet takes sigma and returns
+      the score (diffusers' Fourier-embedding UNet divides by sigma itself)."""
+    cfg = scheduler.config
+    data_shape = None
+    ucfg = getattr(unet, "config", None)
+    if ucfg is not None and getattr(ucfg, "sample_size", None) is not None:
+        size = ucfg.sample_size
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        data_shape = (ucfg.in_channels,) + size
+    if hasattr(cfg, "sigma_min") and hasattr(cfg, "sigma_max") and not hasattr(scheduler, "alphas_cumprod"):
+        from .sdes import VESDE
+
+        sde = VESDE(float(cfg.sigma_min), float(cfg.sigma_max), int(cfg.num_train_timesteps))
+        model = wrap(unet, sde, prediction="score", time_input="sigma", output="sample", labels=labels,
+                     data_shape=data_shape, num_classes=num_classes)
+        return model, sde
+    if not hasattr(scheduler, "alphas_cumprod"):
+        raise ValueError(f"{type(scheduler).__name__} has neither alphas_cumprod (DDPM family) nor sigma_min/"
+                         f"sigma_max (ScoreSdeVeScheduler)")
+    from .sdes import DiscreteVPSDE
+
+    kind = getattr(cfg, "prediction_type", "epsilon")
+    if kind not in _DIFFUSERS_PREDICTIONS:
+        raise ValueError(f"unsupported prediction_type {kind!r}; expected one of {', '.join(_DIFFUSERS_PREDICTIONS)}")
+    sde = DiscreteVPSDE(torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64))
+    learned = getattr(cfg, "variance_type", None) in ("learned", "learned_range")
+    model = wrap(unet, sde, prediction=_DIFFUSERS_PREDICTIONS[kind], time_input="index", output="sample",
+                 learned_variance=learned, labels=labels, data_shape=data_shape, num_classes=num_classes)
+    return model, sde
+
+
 __all__ = ["PREDICTIONS", "TIME_INPUTS", "ExternalModel", "prediction_from_score", "score_from_prediction",
-           "time_from_input", "time_input", "wrap"]
+           "time_from_input", "time_input", "wrap", "from_diffusers"]

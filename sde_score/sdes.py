@@ -474,8 +474,12 @@ class DiscreteVPSDE(_LogAlphaVPSDE):
         return (t_k[i] + w * (t_k[i + 1] - t_k[i])).to(log_alpha.dtype)
 
     def index(self, t: torch.Tensor) -> torch.Tensor:
-        """The table's (fractional) timestep n = N t / T - 1 at time t (an integer on the grid)."""
-        return t * (len(self.table) / self.T) - 1
+        """The table's (fractional) timestep n = N t / T - 1 at time t.  Within 1e-3 of an integer it is
+        that integer: a float32 grid time carries ~1e-4 of round-off, and models trained on integer timesteps
+        (diffusers' UNets) should see exactly those."""
+        n = t.double() * (len(self.table) / self.T) - 1
+        r = torch.round(n)
+        return torch.where((n - r).abs() < 1e-3, r, n).to(t.dtype)
 
     def discrete_levels_problem(self, levels: str = "N") -> Optional[str]:
         if self.N != len(self.table):

@@ -281,7 +281,12 @@ class GaussianMixture:
         for _ in range(60):
             mid = 0.5 * (lo + hi)
             lo, hi = (mid, hi) if gap(mid) > 0 else (lo, mid)
-        return point(0.5 * (lo + hi))
+        y = point(0.5 * (lo + hi))
+        w = self.posterior(A, y, noise_std).weights
+        if float(w[i] + w[j]) < 0.5:  # the crossing lies where other components carry the posterior
+            raise ValueError(f"components {i} and {j} cross at posterior weight {float(w[i]):.3g} each: other "
+                             f"components dominate there, so the condition does not split {i} and {j}")
+        return y
 
     def with_exact_prior(self, sde: SDE) -> SDE:
         """A copy of ``sde`` whose prior is this mixture's exact p_T instead of N(0, s(T)^2 I):

@@ -201,3 +201,20 @@ def test_cli_loss_object_from_yaml_and_legacy_checkpoint(tmp_path):
     assert ScoreModule.load(legacy).loss == expect
     cli_main(["predict", "--config", str(cfg), "--ckpt_path", str(legacy)])
     assert np.load(tmp_path / "pred" / "samples.npz")["samples"].shape == (300, 2)
+
+
+def test_cli_trains_a_diffusers_unet_from_yaml(tmp_path):
+    pytest.importorskip("diffusers")
+    unet = {"block_out_channels": [8, 16], "layers_per_block": 1, "norm_num_groups": 4,
+            "down_block_types": ["DownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "UpBlock2D"]}
+    cfg = _tiny_config(tmp_path, **{
+        "trainer.max_steps": 4,
+        "model.net": {"class_path": "diffusers_unet", "init_args": {"data_shape": [1, 8, 8], "unet": unet}},
+        "model.sampler": {"method": "dpm_solver", "steps": 4},
+        "data": {"class_path": "sde_score.data.DigitsDataModule",
+                 "init_args": {"batch_size": 32, "predict_samples": 8, "predict_batch_size": 8}}})
+    cli_main(["fit", "--config", str(cfg)])
+    cli_main(["predict", "--config", str(cfg), "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt")])
+    z = np.load(tmp_path / "pred" / "samples.npz")
+    assert z["samples"].shape == (8, 1, 8, 8) and np.isfinite(z["samples"]).all()
+    assert type(ScoreModule.load(str(tmp_path / "ckpt" / "last.ckpt")).net).__name__ == "DiffusersUNet"

@@ -15,7 +15,7 @@ CLASSIFIERS = {"noise_classifier": (NoiseClassifier, dict(data_shape=[2, 8, 8], 
 def test_every_packaged_network_is_covered():
     # other tests register their own networks in the same process: count the package's only
     packaged = {n for n in NETWORKS.names() if NETWORKS.get(n).__module__.startswith("sde_score.")}
-    assert packaged == set(SMALL) | set(CLASSIFIERS)
+    assert packaged == set(SMALL) | set(CLASSIFIERS) | {"diffusers_unet"}
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -103,3 +103,22 @@ def test_classifier_networks(name):
     torch.testing.assert_close(rebuilt(x, torch.full((4,), 0.3)), net(x, torch.full((4,), 0.3)))
     with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
         cls(**{**args, "num_classes": 1})
+
+
+def test_diffusers_unet_network():
+    pytest.importorskip("diffusers")
+    from sde_score.models import DiffusersUNet
+
+    cfg = dict(data_shape=[1, 8, 8], unet=dict(block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=4,
+                                               down_block_types=["DownBlock2D", "DownBlock2D"],
+                                               up_block_types=["UpBlock2D", "UpBlock2D"]))
+    torch.manual_seed(0)
+    net = _perturbed(DiffusersUNet(**cfg, num_classes=3))
+    x = torch.randn(4, 1, 8, 8)
+    out = net(x, torch.full((4,), 0.1))
+    assert out.shape == x.shape and not torch.allclose(out, net(x, torch.full((4,), 0.9)))
+    assert not torch.allclose(net(x, torch.full((4,), 0.5), torch.zeros(4, dtype=torch.long)),
+                              net(x, torch.full((4,), 0.5), torch.ones(4, dtype=torch.long)))
+    rebuilt = build_net(net_config(net))
+    rebuilt.load_state_dict(net.state_dict())
+    torch.testing.assert_close(rebuilt(x, torch.full((4,), 0.3)), net(x, torch.full((4,), 0.3)))

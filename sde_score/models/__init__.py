@@ -4,6 +4,7 @@ from .embeddings import GaussianFourierEmbedding
 from .mlp import ScoreMLP
 from .unet import UNet
 from .classifier import NoiseClassifier
+from .diffusers_unet import DiffusersUNet
 
 __all__ = ["NETWORKS", "net_class", "register_net", "registered_net", "GaussianFourierEmbedding", "ScoreMLP",
-           "UNet", "NoiseClassifier"]
+           "UNet", "NoiseClassifier", "DiffusersUNet"]

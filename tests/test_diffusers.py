@@ -1,0 +1,63 @@
+"""diffusers models through sde_score (random-initialised, nothing downloads): the noise tables are the
+schedulers', and DDPM ancestral sampling through ``sample`` is diffusers' own DDPMScheduler loop."""
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+
+from sde_score import sample  # noqa: E402
+from sde_score.external import from_diffusers  # noqa: E402
+
+
+def _unet(seed=0, out_channels=1):
+    torch.manual_seed(seed)
+    return diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=out_channels, layers_per_block=1,
+                                 block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4).eval()
+
+
+@pytest.mark.parametrize("beta_schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_discrete_vp_is_the_scheduler_table(beta_schedule, prediction_type):
+    sch = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule=beta_schedule,
+                                  prediction_type=prediction_type)
+    model, sde = from_diffusers(_unet(), sch)
+    t = torch.arange(1, 1001, dtype=torch.float64) / 1000
+    alpha, sigma = sde.alpha_sigma(t)
+    abar = sch.alphas_cumprod.double()
+    torch.testing.assert_close(alpha ** 2, abar, rtol=0, atol=1e-6)
+    torch.testing.assert_close(sigma ** 2, 1 - abar, rtol=0, atol=1e-6)
+    assert model.prediction == {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}[prediction_type]
+    assert model.data_shape == (1, 8, 8)
+
+
+def test_ancestral_sampling_is_diffusers_ddpm_loop():
+    """Same UNet, same x_T, same generator: sde_score's PC with DDPM's ancestral predictor on the table's 1000
+    levels draws its noise in the same order as DDPMScheduler.step (fixed_large variance = beta_t, the
+    paper's sigma_t^2 = beta_t; no clipping) and must land on the same samples."""
+    unet = _unet()
+    sch = diffusers.DDPMScheduler(num_train_timesteps=1000, variance_type="fixed_large", clip_sample=False)
+    model, sde = from_diffusers(unet, sch)
+    x_T = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    ours = sample(model, method="pc", steps=1000, predictor="ancestral", corrector="none", x_T=x_T,
+                  generator=torch.Generator().manual_seed(1), progress=False)
+    sch.set_timesteps(1000)
+    x, gen = x_T.clone(), torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for t in sch.timesteps:
+            x = sch.step(unet(x, t).sample, t, x, generator=gen).prev_sample
+    # a random UNet's samples reach |x| ~ 400: the two float32 loops agree to ~7e-6 relative (round-off)
+    assert x.abs().max() > 10
+    torch.testing.assert_close(ours, x, rtol=1e-5, atol=1e-5)
+
+
+def test_learned_variance_and_score_sde_ve():
+    sch = diffusers.DDPMScheduler(num_train_timesteps=1000, variance_type="learned_range")
+    model, _ = from_diffusers(_unet(out_channels=2), sch)
+    assert model.learned_variance
+    x = torch.randn(3, 1, 8, 8)
+    assert model(x, torch.full((3,), 0.5)).shape == x.shape
+    ve = diffusers.ScoreSdeVeScheduler(num_train_timesteps=1000, sigma_min=0.01, sigma_max=50.0)
+    model, sde = from_diffusers(_unet(), ve)
+    assert (sde.name, sde.sigma_min, sde.sigma_max, model.prediction, model.time_input_kind) == \
+        ("ve", 0.01, 50.0, "score", "sigma")
