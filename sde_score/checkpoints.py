@@ -86,6 +86,30 @@ def canonical_class_paths(tree: Any) -> Any:
     return tree
 
 
+def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    return path.read_bytes()
+
+
+def load_plain(data: Union[bytes, PathLike], path: Optional[PathLike] = None, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` of a file's bytes (or of the file ``data`` names): tensors and plain
+    containers only; a pickled object, a truncated or foreign file is a ``ValueError`` naming the path."""
+    if not isinstance(data, bytes):
+        path = Path(data)
+        data = _read_bytes(path)
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" in str(err):  # a pickled object naming a callable (e.g. a __reduce__ payload)
+            raise ValueError(f"checkpoint {str(path)!r} holds pickled objects, not plain data; refusing to "
+                             f"load it (only tensors and plain containers are read)") from None
+        raise ValueError(f"checkpoint {str(path)!r} is truncated or not a checkpoint ({err})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as err:
+        raise ValueError(f"checkpoint {str(path)!r} is truncated or not a checkpoint "
+                         f"({type(err).__name__}: {err})") from None
+
+
 def read_checkpoint(path: PathLike, map_location: Any = "cpu") -> Tuple[Dict[str, Any], io.BytesIO]:
     """Load a Lightning checkpoint as plain data and check its hyper-parameters' class paths.
 
@@ -95,19 +119,8 @@ def read_checkpoint(path: PathLike, map_location: Any = "cpu") -> Tuple[Dict[str
     is not allowed.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    data = path.read_bytes()
-    try:
-        ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "GLOBAL" in str(err):  # a pickled object naming a callable (e.g. a __reduce__ payload)
-            raise ValueError(f"checkpoint {str(path)!r} holds pickled objects, not plain data; refusing to "
-                             f"load it (only tensors and plain containers are read)") from None
-        raise ValueError(f"checkpoint {str(path)!r} is truncated or not a checkpoint ({err})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as err:
-        raise ValueError(f"checkpoint {str(path)!r} is truncated or not a checkpoint "
-                         f"({type(err).__name__}: {err})") from None
+    data = _read_bytes(path)
+    ckpt = load_plain(data, path, map_location)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"checkpoint {str(path)!r} is not a Lightning checkpoint (no state_dict)")
     check_class_paths(ckpt.get("hyper_parameters", {}), where=f"checkpoint {str(path)!r}")

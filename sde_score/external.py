@@ -13,11 +13,12 @@ log(sigma_e) / 4 (EDM, Table 1).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
+from .checkpoints import load_plain
 from .checks import check_choice
 from .sdes import SDE, bcast, get_sde
 
@@ -203,5 +204,43 @@ def from_diffusers(unet, scheduler, *, labels: Optional[str] = "class_labels",
     return model, sde
 
 
+def load_score_sde_checkpoint(path, net: nn.Module, *, ema: bool = True, key_map: Optional[Dict[str, str]] = None,
+                              map_location: Any = "cpu") -> dict:
+    """Load a checkpoint of the paper code (score_sde / score_sde_pytorch, ``torch.save(dict(optimizer=...,
+    model=..., ema=..., step=...))``) into ``net``, read as plain data (nothing is unpickled or imported).
+
+    ``model``: the state dict of the ``DataParallel``-wrapped network (keys start with ``module.``, stripped
+    here); ``key_map`` renames the rest (paper name -> ``net``'s name, the correspondence for a network of
+    this package).  ``ema``: the ``ExponentialMovingAverage`` state, whose ``shadow_params`` list the
+    trainable parameters in ``net.parameters()`` order; with ``ema=True`` (the weights the paper samples
+    and evaluates with) they replace the raw ones.  Returns {"step", "ema_decay", "num_updates"}."""
+    ckpt = load_plain(path, map_location=map_location)
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"{str(path)!r} is not a score_sde checkpoint (no 'model' state dict)")
+    state = {}
+    for key, value in ckpt["model"].items():
+        key = key[len("module."):] if key.startswith("module.") else key
+        state[(key_map or {}).get(key, key)] = value
+    missing, unexpected = set(net.state_dict()) - set(state), set(state) - set(net.state_dict())
+    if missing or unexpected:
+        raise ValueError(f"{str(path)!r} does not fit {type(net).__name__}: missing {sorted(missing)[:5]}, "
+                         f"unexpected {sorted(unexpected)[:5]} (give key_map for renamed parameters)")
+    net.load_state_dict(state)
+    info = {"step": int(ckpt.get("step", 0)), "ema_decay": None, "num_updates": None}
+    if ema:
+        if "ema" not in ckpt:
+            raise ValueError(f"{str(path)!r} holds no 'ema' state; pass ema=False for the raw weights")
+        shadow = ckpt["ema"]["shadow_params"]
+        params = [p for p in net.parameters() if p.requires_grad]
+        if len(shadow) != len(params) or any(s.shape != p.shape for s, p in zip(shadow, params)):
+            raise ValueError(f"the EMA's {len(shadow)} shadow parameters do not match {type(net).__name__}'s "
+                             f"{len(params)} trainable parameters in order")
+        with torch.no_grad():
+            for p, s in zip(params, shadow):
+                p.copy_(s)
+        info.update(ema_decay=float(ckpt["ema"].get("decay", float("nan"))), num_updates=ckpt["ema"].get("num_updates"))
+    return info
+
+
 __all__ = ["PREDICTIONS", "TIME_INPUTS", "ExternalModel", "prediction_from_score", "score_from_prediction",
-           "time_from_input", "time_input", "wrap", "from_diffusers"]
+           "time_from_input", "time_input", "wrap", "from_diffusers", "load_score_sde_checkpoint"]

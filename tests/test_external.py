@@ -84,3 +84,54 @@ def test_labels_reach_the_network_by_keyword_and_samplers_run_on_wrapped_models(
 def test_wrap_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         wrap(lambda x, t: x, "vp", **kwargs)
+
+
+def _paper_checkpoint(net, path, shadow_shift=0.5, step=1234):
+    """The layout score_sde_pytorch's training loop saves: a DataParallel state dict, the EMA's shadow
+    parameters in parameters() order, the optimizer state and the step."""
+    model = {f"module.{k}": v.clone() for k, v in net.state_dict().items()}
+    shadow = [p.detach().clone() + shadow_shift for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(net.parameters())
+    torch.save(dict(optimizer=opt.state_dict(), model=model,
+                    ema=dict(decay=0.9999, num_updates=step, shadow_params=shadow), step=torch.tensor(step)), path)
+    return shadow
+
+
+def test_score_sde_checkpoint_layout_is_read_with_its_ema(tmp_path):
+    from sde_score.external import load_score_sde_checkpoint
+    from sde_score.models import UNet
+
+    torch.manual_seed(0)
+    src = UNet((1, 8, 8), channels=(8, 16), emb_dim=16)
+    shadow = _paper_checkpoint(src, tmp_path / "checkpoint_10.pth")
+    dst = UNet((1, 8, 8), channels=(8, 16), emb_dim=16)
+    info = load_score_sde_checkpoint(tmp_path / "checkpoint_10.pth", dst)
+    assert info == {"step": 1234, "ema_decay": 0.9999, "num_updates": 1234}
+    for p, s in zip(dst.parameters(), shadow):
+        torch.testing.assert_close(p, s)
+    for name, buf in src.named_buffers():  # buffers (the Fourier W) come from the model state
+        torch.testing.assert_close(dict(dst.named_buffers())[name], buf)
+    raw = UNet((1, 8, 8), channels=(8, 16), emb_dim=16)
+    load_score_sde_checkpoint(tmp_path / "checkpoint_10.pth", raw, ema=False)
+    for a, b in zip(raw.state_dict().values(), src.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_score_sde_checkpoint_errors(tmp_path):
+    from sde_score.external import load_score_sde_checkpoint
+    from sde_score.models import ScoreMLP, UNet
+
+    _paper_checkpoint(ScoreMLP((2,), width=8, depth=1), tmp_path / "a.pth")
+    with pytest.raises(ValueError, match="does not fit UNet: missing"):
+        load_score_sde_checkpoint(tmp_path / "a.pth", UNet((1, 8, 8), channels=(8, 16), emb_dim=16))
+    (tmp_path / "b.pth").write_bytes(b"\x80\x02truncated")
+    with pytest.raises(ValueError, match="truncated or not a checkpoint"):
+        load_score_sde_checkpoint(tmp_path / "b.pth", ScoreMLP((2,)))
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    torch.save({"model": Payload()}, tmp_path / "c.pth")
+    with pytest.raises(ValueError, match="holds pickled objects"):
+        load_score_sde_checkpoint(tmp_path / "c.pth", ScoreMLP((2,)))
