@@ -89,3 +89,17 @@ def test_one_ve_predictor_corrector_step_is_score_sde_ve_scheduler(i):
     # leaves ~2 * 2500 * 6e-8 / 46 ~ 7e-6 relative per operation, 2e-5 measured (level 1), hence 5e-5
     torch.testing.assert_close(ours, out.prev_sample, rtol=5e-5, atol=1e-5)
     torch.testing.assert_close(ours_mean, out.prev_sample_mean, rtol=5e-5, atol=1e-5)
+
+
+def test_log_likelihood_of_a_wrapped_unet_hutchinson_agrees_with_the_exact_divergence():
+    from sde_score import log_likelihood
+
+    model, sde = from_diffusers(_unet(), diffusers.DDPMScheduler(num_train_timesteps=1000))
+    x = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0)).double()
+    model = model.double()
+    opts = dict(rtol=1e-3, atol=1e-3, progress=False)  # the same solver path for both: only the divergence differs
+    exact = log_likelihood(model, x, divergence="exact", **opts)
+    est = log_likelihood(model, x, divergence="hutchinson", n_probes=16, generator=torch.Generator().manual_seed(1),
+                         **opts)
+    assert torch.isfinite(exact.logp).all() and (est.stderr > 0).all()
+    assert ((est.logp - exact.logp).abs() < 3 * est.stderr).all(), (est.logp, exact.logp, est.stderr)
