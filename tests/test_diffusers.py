@@ -103,3 +103,43 @@ def test_log_likelihood_of_a_wrapped_unet_hutchinson_agrees_with_the_exact_diver
                          **opts)
     assert torch.isfinite(exact.logp).all() and (est.stderr > 0).all()
     assert ((est.logp - exact.logp).abs() < 3 * est.stderr).all(), (est.logp, exact.logp, est.stderr)
+
+
+def test_pf_ode_of_a_wrapped_eps_model_is_the_limit_of_diffusers_ddim():
+    """The exact gmm16d score as a DDPM eps-model (well conditioned, unlike a random UNet near T):
+    DDIM (eta 0) is a first-order solver of the same PF-ODE, so with e_N its error at N steps,
+    e_500 ~ 2 e_1000 and |DDIM_1000 - DDIM_500| estimates e_1000 (Richardson).  Our adaptive PF-ODE solve
+    (rtol 1e-6) must lie within 2 |DDIM_1000 - DDIM_500| of DDIM_1000, and DDIM must visibly converge."""
+    from sde_score.external import prediction_from_score, time_from_input, wrap
+
+    target = get_target("gmm16d")
+    sch = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False,
+                                  set_alpha_to_one=True)
+    sde = sde_score_discrete(sch)
+
+    def eps_net(x, tau):
+        t = time_from_input("index", tau, sde)
+        alpha, sigma = sde.alpha_sigma(t)
+        return prediction_from_score("eps", target.score(x, t, sde), x, alpha, sigma)
+
+    x_T = torch.randn(64, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def ddim(n):
+        sch.set_timesteps(n)
+        x = x_T.clone()
+        for t in sch.timesteps:
+            x = sch.step(eps_net(x, torch.full((len(x),), float(t), dtype=torch.float64)), t, x, eta=0.0).prev_sample
+        return x
+
+    d500, d1000 = ddim(500), ddim(1000)
+    model = wrap(eps_net, sde, prediction="eps", time_input="index")
+    ode = sample(model, method="ode", x_T=x_T, rtol=1e-6, atol=1e-6, progress=False)
+    step_error = (d1000 - d500).abs().max()
+    assert step_error < 0.05 * d1000.abs().max()  # DDIM converges (the model is well conditioned)
+    assert (ode - d1000).abs().max() < 2 * step_error, ((ode - d1000).abs().max(), step_error)
+
+
+def sde_score_discrete(scheduler):
+    from sde_score import DiscreteVPSDE
+
+    return DiscreteVPSDE(scheduler.alphas_cumprod.double())
