@@ -9,7 +9,8 @@ from .sdes import (SDE, SDES, CosineVPSDE, DiscreteVPSDE, ReverseSDE, SubVPSDE, 
                    register_sde)
 from .targets import TARGETS, GaussianMixture, get_target, register_target
 from .sampling import (CORRECTORS, METHODS, PREDICTORS, SampleInfo, impute, ode_encode, optimized_schedule,
-                       register_corrector, register_method, register_predictor, sample)
+                       register_corrector, register_method, register_predictor, sample,
+                       solve_inverse)
 from .likelihood import LikelihoodResult, log_likelihood
 from . import external, guidance
 from .guidance import classifier_free, classifier_guided
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = ["Registry", "SDE", "SDES", "ReverseSDE", "SubVPSDE", "VESDE", "VPSDE", "DiscreteVPSDE", "CosineVPSDE",
            "get_sde", "register_sde", "TARGETS", "GaussianMixture", "get_target", "register_target", "CORRECTORS",
            "METHODS", "PREDICTORS", "SampleInfo", "ode_encode", "register_corrector", "register_method",
-           "register_predictor", "sample", "optimized_schedule", "impute", "log_likelihood", "LikelihoodResult",
+           "register_predictor", "sample", "optimized_schedule", "impute", "solve_inverse", "log_likelihood",
+           "LikelihoodResult",
            "external", "guidance", "classifier_free", "classifier_guided", "NETWORKS", "register_net", "ScoreModel",
            "LOSSES", "Loss", "build_loss", "register_loss", "__version__"]

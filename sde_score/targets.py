@@ -253,9 +253,11 @@ class GaussianMixture:
         if noise_std > 0:
             return GaussianMixture(weights, means, covs, self.data_shape)
         # noise-free: coordinates z = N^T (x - x_p) in an orthonormal basis N of A's null space
-        _, _, Vh = torch.linalg.svd(A)
+        U, S, Vh = torch.linalg.svd(A)
         N = Vh[m:].T  # (D, D - m)
-        x_p = torch.linalg.lstsq(A, y[:, None]).solution[:, 0]  # the plane's point nearest 0
+        # the plane's point nearest 0, A^+ y (lstsq's default CPU driver returned a point off the plane for
+        # 2 x 2 pooling)
+        x_p = Vh[:m].T @ ((U.T @ y) / S)
         latent = GaussianMixture(weights, (means - x_p) @ N, N.T @ covs @ N)
         return AffineMixture(latent, x_p, N, self.data_shape)
 

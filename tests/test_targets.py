@@ -186,3 +186,14 @@ def test_balanced_observation_splits_two_modes_evenly():
     torch.testing.assert_close(w[2], w[3], rtol=0, atol=1e-9)
     with pytest.raises(ValueError, match="two different components"):
         target.balanced_observation(known, 1, 1)
+
+
+def test_noise_free_posterior_plane_for_structured_operators():
+    """2 x 2 average pooling (a structured A): the plane's point must satisfy A x_p = y (lstsq did not)."""
+    target = get_target("gmm16d")
+    A = torch.zeros(4, 16, dtype=torch.float64)
+    for k in range(4):
+        A[k, 4 * k:4 * k + 4] = 0.25
+    y = A @ target.sample(1, torch.Generator().manual_seed(1), dtype=torch.float64)[0]
+    post = target.posterior(A, y)
+    torch.testing.assert_close(A @ post.offset, y, rtol=0, atol=1e-12)

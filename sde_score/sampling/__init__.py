@@ -13,6 +13,7 @@ import pkgutil as _pkgutil
 from .api import ode_encode, sample
 from .denoiser import Denoiser, final_denoise, tweedie_denoise
 from .impute import impute
+from .inverse import solve_inverse
 from .methods import METHODS, register_method
 from .model import CountingScore, SampleInfo, counted_run, resolve_model, resolve_shape
 from .ode import PFODE, integrate
@@ -25,5 +26,6 @@ for _module in _pkgutil.iter_modules(__path__):  # each method module registers 
 
 __all__ = ["METHODS", "register_method", "sample", "ode_encode", "resolve_model", "resolve_shape", "counted_run",
            "CountingScore", "SampleInfo", "SamplerStep", "Denoiser", "final_denoise", "tweedie_denoise", "impute",
+           "solve_inverse",
            "PFODE", "integrate", "CORRECTORS", "PREDICTORS", "Corrector", "Predictor", "register_corrector",
            "register_predictor", "optimized_schedule", "sigma_schedule", "time_grid"]

@@ -1,0 +1,79 @@
+"""Linear inverse problems y = A x: noise-free observations reduce exactly to imputation.
+
+With A = U S V^T (SVD, A (m, D) of full row rank), the coordinates x' = V^T x have their first m entries
+fixed by the observation, x'_{1:m} = S^-1 U^T y, and the rest free.  Every SDE here perturbs with isotropic
+noise, so in x' the forward process is the same and the score is V^T s(V x', t): the posterior p(x | y) is
+the imputation of x'_{m+1:D} given x'_{1:m} for the rotated model (Kawar et al. 2021, SNIPS / DDRM use the same
+spectral reduction).  ``impute`` is the case A = a row selection.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+
+from ..checks import check_batch, check_number
+from ..sdes import SDE
+from .impute import impute
+from .model import resolve_model
+
+
+def _operator_matrix(operator, D: int, data_shape) -> torch.Tensor:
+    """A as an (m, D) float64 matrix: a tensor, or an object with ``A(x)`` applied to the D unit vectors."""
+    if torch.is_tensor(operator):
+        A = operator.to(torch.float64)
+    elif callable(getattr(operator, "A", None)):
+        eye = torch.eye(D, dtype=torch.float64).reshape((D,) + tuple(data_shape))
+        A = torch.as_tensor(operator.A(eye), dtype=torch.float64).reshape(D, -1).T
+    else:
+        raise ValueError(f"operator must be an (m, D) tensor or an object with A(x), got {type(operator).__name__}")
+    if A.dim() != 2 or A.shape[1] != D or not 0 < A.shape[0] < D:
+        raise ValueError(f"operator must be (m, {D}) with 0 < m < {D}, got {tuple(A.shape)}")
+    return A
+
+
+def solve_inverse(model, y: torch.Tensor, operator, sde: Union[str, SDE, None] = None, *, noise_std: float = 0.0,
+                  method: str = "smc", steps: Optional[int] = None, eps: Optional[float] = None,
+                  data_shape=None, generator: Optional[torch.Generator] = None, progress: bool = True,
+                  return_info: bool = False, **options):
+    """Samples of p(x | y) for y = A x (B, m) observed without noise: ``impute`` in the SVD coordinates of A.
+
+    Args:
+        model, sde: as for ``sample`` / ``impute``; data_shape: one sample's shape when the model does not say.
+        operator: A as an (m, D) tensor (D = prod(data_shape)) or an object with ``A(x)`` (x (N, *data_shape) ->
+            (N, m)); full row rank.
+        noise_std: only 0 (noise-free) is supported: a noisy observation needs a sampler of its own (issue #13).
+        method, steps, eps, options: passed to ``impute`` ("smc" (default) or "replacement").
+    Returns (B, *data_shape), or (samples, SampleInfo).
+    """
+    if check_number("noise_std", noise_std, nonneg=True) > 0:
+        raise ValueError(f"noise_std={noise_std}: solve_inverse supports noise-free observations only so far")
+    score_fn, sde, model_shape, _ = resolve_model(model, sde)
+    shape = tuple(model_shape or data_shape or ())
+    if not shape:
+        raise ValueError("give data_shape=(...) for a model that does not know its data shape")
+    D = 1
+    for d in shape:
+        D *= int(d)
+    y = check_batch("y", y)
+    A = _operator_matrix(operator, D, shape)
+    if y.dim() != 2 or y.shape[1] != A.shape[0]:
+        raise ValueError(f"y must have shape (B, {A.shape[0]}) to match the operator, got {tuple(y.shape)}")
+    U, S, Vh = torch.linalg.svd(A, full_matrices=True)
+    if float(S.min()) <= 1e-10 * float(S.max()):
+        raise ValueError("the operator must have full row rank (a singular value is ~0)")
+    m, dtype = A.shape[0], y.dtype
+    Vh = Vh.to(y.device)
+    known = torch.zeros(y.shape[0], D, dtype=torch.float64, device=y.device)
+    known[:, :m] = (y.to(torch.float64) @ U.to(y.device)) / S.to(y.device)
+    mask = torch.arange(D, device=y.device) < m
+
+    def rotated(xr: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # V^T s(V x', t) with row vectors
+        x = (xr.to(torch.float64) @ Vh).to(xr.dtype).reshape((xr.shape[0],) + shape)
+        return (score_fn(x, t).reshape(xr.shape[0], D).to(torch.float64) @ Vh.T).to(xr.dtype)
+
+    out = impute(rotated, known.to(dtype), mask, sde, method, steps=steps, eps=eps, generator=generator,
+                 progress=progress, return_info=return_info, **options)
+    xr, info = out if return_info else (out, None)
+    x = (xr.to(torch.float64) @ Vh).to(dtype).reshape((y.shape[0],) + shape)
+    return (x, info) if return_info else x
