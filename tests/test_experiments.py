@@ -14,7 +14,7 @@ import sde_score
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve",
            "digits_inpaint", "likelihood_accuracy", "digits_bpd", "digits_guidance",
-           "bench_impute_hard"]
+           "bench_impute_hard", "digits_superres"]
 ALLOWED_ROOTS = set(sys.stdlib_module_names) | {"sde_score", "torch", "numpy", "yaml", "scipy", "tqdm", "sklearn",
                                                 "torchsde", "torchdiffeq", "pytorch_lightning"}
 
@@ -154,3 +154,20 @@ def test_bench_impute_hard_tiny(tmp_path):
     assert [row["method"] for row in r["rows"]] == ["smc K=4", "replace"]
     assert all(0 <= row["tv"] <= 1 and row["nfe"] > 0 for row in r["rows"]) and r["rows"][0]["min_ess"] <= 4
     assert (tmp_path / "bench_impute_hard.json").exists()
+
+
+def test_digits_superres_tiny(tmp_path, capsys):
+    import pytorch_lightning as pl
+
+    from sde_score.data import DigitsDataModule
+    from sde_score.module import ScoreModule
+
+    model = ScoreModule({"class_path": "unet", "init_args": {"channels": [8, 16], "attention": False}}, sde="vp")
+    pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+               default_root_dir=tmp_path, callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)]
+               ).fit(model, DigitsDataModule(batch_size=32))
+    path = _load("digits_superres").main(["--ckpt", str(tmp_path / "last.ckpt"), "--num-images", "2", "--steps", "25",
+                                          "--num-particles", "2", "--out", str(tmp_path), "--no-progress"])
+    assert path.exists()
+    worst = float(capsys.readouterr().out.split("(data space): ")[1].split()[0])
+    assert worst < 1e-5  # the reconstructions pool to the observation
