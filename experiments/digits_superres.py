@@ -9,13 +9,13 @@ prints the largest |pool(x) - y| of the reconstructions (data space, 0 up to flo
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
 import sde_score
+from sde_score.benchmarks import reconstruction_args, smc_and_replacement
 from sde_score.data import DigitsDataModule
 from sde_score.module import ScoreModule
 from sde_score.plotting import save_image_grid
@@ -29,28 +29,17 @@ class Pool2x2:
 
 
 def main(argv=None) -> Path:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", default="outputs/digits_cond/checkpoints/last.ckpt")
-    p.add_argument("--num-images", type=int, default=10)
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--num-particles", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="experiments/results")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+    args = reconstruction_args(__doc__, argv, default_ckpt="outputs/digits_cond/checkpoints/last.ckpt")
     module = ScoreModule.load(args.ckpt)
     dm = DigitsDataModule(seed=args.seed)
     x = dm.dequantized("test")[: args.num_images]
     op = Pool2x2()
     y = op.A(x)  # model space: pooling is linear, so it commutes with the affine data <-> model map
     rows = [x, F.interpolate(y.reshape(-1, 1, 4, 4), scale_factor=2, mode="nearest")]
-    worst = 0.0
-    for method, opts in (("smc", dict(num_particles=args.num_particles)), ("replacement", {})):
-        out = sde_score.solve_inverse(module, y, op, method=method, steps=args.steps,
-                                      generator=torch.Generator().manual_seed(args.seed),
-                                      progress=not args.no_progress, **opts)
-        worst = max(worst, float((op.A(dm.scaler.to_data(out)) - op.A(dm.scaler.to_data(x))).abs().max()))
-        rows.append(out)
+    outs = smc_and_replacement(lambda method, **kw: sde_score.solve_inverse(module, y, op, method=method,
+                                                                            steps=args.steps, **kw), args)
+    worst = max(float((op.A(dm.scaler.to_data(out)) - op.A(dm.scaler.to_data(x))).abs().max()) for out in outs)
+    rows += outs
     grid = dm.scaler.to_data(torch.cat(rows))
     path = Path(args.out) / "digits_superres.png"
     save_image_grid(path, grid, nrow=args.num_images,

@@ -106,3 +106,26 @@ def likelihood_accuracy(targets: Sequence[str], sdes: Sequence[str], n: int, eps
                 print("{target:7s} {sde:5s} {config:32s} nfe={nfe:4d} {seconds:6.2f}s solver MAE={solver_mae:.2e} "
                       "max={solver_max:.2e} prior mismatch={prior_mismatch:+.4f}".format(**rows[-1]), flush=True)
     return rows
+
+
+def reconstruction_args(doc: str, argv=None, default_ckpt: str = "outputs/digits/checkpoints/last.ckpt"):
+    """The command line of the digits reconstruction scripts (inpainting, super-resolution): checkpoint,
+    image count, steps, SMC particles, seed, output folder, progress."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", default=default_ckpt)
+    p.add_argument("--num-images", type=int, default=10)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--num-particles", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="experiments/results")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def smc_and_replacement(run, args) -> List[torch.Tensor]:
+    """``run(method, generator=..., progress=..., **options)`` for SMC (``args.num_particles``) and for the
+    replacement baseline, each from the same seed: the two rows a reconstruction picture compares."""
+    return [run(method, generator=torch.Generator().manual_seed(args.seed), progress=not args.no_progress, **opts)
+            for method, opts in (("smc", dict(num_particles=args.num_particles)), ("replacement", {}))]

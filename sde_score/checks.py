@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -60,7 +60,21 @@ def check_choice(name: str, value: Any, choices: tuple) -> Any:
     return value
 
 
-_HALF = (torch.float16, torch.bfloat16)
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def check_labels(labels: Any, x: torch.Tensor, num_classes: Optional[int] = None) -> torch.Tensor:
+    """``labels`` (an int for every sample, or (B,) class indices) as a long tensor (B,) on x's device,
+    each in [0, num_classes) when that is known."""
+    y = torch.as_tensor(labels, device=x.device)
+    if y.dim() == 0:
+        y = y.expand(x.shape[0])
+    bad_range = num_classes is not None and bool((y >= num_classes).any())
+    if y.shape != (x.shape[0],) or y.is_floating_point() or y.dtype == torch.bool or bad_range or bool((y < 0).any()):
+        allowed = f"in [0, {num_classes})" if num_classes is not None else ">= 0"
+        raise ValueError(f"labels must be an int or a tensor of shape ({x.shape[0]},) of class indices {allowed}, "
+                         f"got {labels!r}")
+    return y.long()
 
 
 def check_batch(name: str, x: Any, data_shape=None, *, finite: bool = True, solver: str = "") -> torch.Tensor:
@@ -74,7 +88,7 @@ def check_batch(name: str, x: Any, data_shape=None, *, finite: bool = True, solv
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); give at least one sample")
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating tensor, got {x.dtype}; convert it, e.g. {name}.float()")
-    if solver and x.dtype in _HALF:
+    if solver and x.dtype in HALF_DTYPES:
         raise ValueError(f"{solver} needs float32 or float64 {name}, got {x.dtype} (its ODE tolerances and the "
                          f"log-density lie below half precision); pass {name}.float() and a float32 model")
     if data_shape is not None and tuple(x.shape[1:]) != tuple(data_shape):

@@ -12,24 +12,11 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from .checks import ScoreFn, check_number
+from .checks import ScoreFn, check_labels, check_number
 from .score_model import call_score
 
 Labels = Union[int, torch.Tensor]
 Classifier = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def expand_labels(labels: Labels, x: torch.Tensor, num_classes: Optional[int] = None) -> torch.Tensor:
-    """``labels`` (an int for every sample, or (B,) class indices) as a long tensor (B,) on x's device."""
-    y = torch.as_tensor(labels, device=x.device)
-    if y.dim() == 0:
-        y = y.expand(x.shape[0])
-    bad_range = num_classes is not None and bool(((y < 0) | (y >= num_classes)).any())
-    if y.shape != (x.shape[0],) or y.is_floating_point() or y.dtype == torch.bool or bad_range or bool((y < 0).any()):
-        allowed = f"in [0, {num_classes})" if num_classes is not None else ">= 0"
-        raise ValueError(f"labels must be an int or a tensor of shape ({x.shape[0]},) of class indices {allowed}, "
-                         f"got {labels!r}")
-    return y.long()
 
 
 def classifier_free(score_fn, labels: Labels, scale: float = 1.0, num_classes: Optional[int] = None) -> ScoreFn:
@@ -39,7 +26,7 @@ def classifier_free(score_fn, labels: Labels, scale: float = 1.0, num_classes: O
     scale = check_number("guidance_scale", scale)
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        y = expand_labels(labels, x, num_classes)
+        y = check_labels(labels, x, num_classes)
         if scale == 0:
             return score_fn(x, t)
         cond = call_score(score_fn, x, t, y)
@@ -69,7 +56,7 @@ def classifier_guided(score_fn: ScoreFn, classifier: Classifier, labels: Labels,
             if not torch.is_tensor(logits) or logits.dim() != 2 or logits.shape[0] != x.shape[0]:
                 raise ValueError(f"classifier must return logits of shape ({x.shape[0]}, C), got "
                                  f"{tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__}")
-            y = expand_labels(labels, x, logits.shape[1])
+            y = check_labels(labels, x, logits.shape[1])
             log_p = torch.log_softmax(logits, dim=1).gather(1, y[:, None]).sum()
             grad, = torch.autograd.grad(log_p, xr)
         return s + scale * grad.to(s.dtype)

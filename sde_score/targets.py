@@ -14,7 +14,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .checks import check_finite, check_int
+from .checks import check_finite, check_int, check_labels
 from .registry import Registry
 from .sdes import SDE
 
@@ -130,7 +130,8 @@ class GaussianMixture:
         alpha, sigma = self._coeffs(x, t, sde)
         log_joint, y, var = self._log_joint(self._flatten(x), alpha, sigma)
         if labels is not None:
-            member = self._classes(classes, x.device)[None, :] == self._labels(labels, x, classes)[:, None]
+            lab = check_labels(labels, x, self.num_classes(classes))
+            member = self._classes(classes, x.device)[None, :] == lab[:, None]
             log_joint = log_joint.masked_fill(~member, -math.inf)
         r = torch.softmax(log_joint, dim=1)
         _, _, _, U = self._params(x.device)
@@ -156,15 +157,6 @@ class GaussianMixture:
 
     def num_classes(self, classes: Optional[torch.Tensor] = None) -> int:
         return int(self._classes(classes, "cpu").max()) + 1
-
-    def _labels(self, labels, x: torch.Tensor, classes) -> torch.Tensor:
-        y = torch.as_tensor(labels, device=x.device)
-        if y.dim() == 0:
-            y = y.expand(x.shape[0])
-        C = self.num_classes(classes)
-        if y.shape != (x.shape[0],) or y.is_floating_point() or bool(((y < 0) | (y >= C)).any()):
-            raise ValueError(f"labels must be class indices in [0, {C}) of shape ({x.shape[0]},), got {labels!r}")
-        return y.long()
 
     def class_logits_fn(self, sde: SDE, classes: Optional[torch.Tensor] = None):
         """The exact noise-conditional classifier ``logits(x, t)`` -> (B, C): log p_t(class | x_t), the

@@ -11,9 +11,9 @@ from sde_score.metrics import mode_weight_tv, tv_floor
 CLASSES = torch.arange(8) % 2  # ring8: class 1 = modes 1, 3, 5, 7 (weights 2 : 4 : 6 : 8)
 
 
-def _points(sde_name, n=64):
+def _points(sde_name, n=64, dim=2):
     g = torch.Generator().manual_seed(0)
-    x = 5 * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    x = 5 * torch.randn(n, dim, generator=g, dtype=torch.float64)
     t = torch.rand(n, generator=g, dtype=torch.float64) * 0.99 + 0.01
     return x, t
 
@@ -30,15 +30,18 @@ def test_class_logits_are_the_perturbed_responsibilities(sde_name):
 
 
 @pytest.mark.parametrize("sde_name", SDES.names())
-def test_classifier_guidance_at_scale_one_is_the_conditional_score(sde_name):
-    """Bayes: grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x), to float64 round-off."""
-    target, sde = get_target("ring8"), get_sde(sde_name)
-    x, t = _points(sde_name)
-    score = target.score_fn(sde, CLASSES)
+@pytest.mark.parametrize("name", ["ring8", "gmm16d"])
+def test_classifier_guidance_at_scale_one_is_the_conditional_score(sde_name, name):
+    """Bayes: grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x), to float64 round-off; in 2-D and
+    in 16-D with full covariances, at points far between the modes (5 x standard normal)."""
+    target, sde = get_target(name), get_sde(sde_name)
+    classes = torch.arange(target.num_components) % 2
+    x, t = _points(sde_name, dim=target.dim)
+    score = target.score_fn(sde, classes)
     y = torch.arange(len(x)) % 2
-    guided = classifier_guided(score, target.class_logits_fn(sde, CLASSES), y, scale=1.0)(x, t)
+    guided = classifier_guided(score, target.class_logits_fn(sde, classes), y, scale=1.0)(x, t)
     torch.testing.assert_close(guided, score(x, t, y), rtol=1e-7, atol=1e-7)
-    torch.testing.assert_close(classifier_guided(score, target.class_logits_fn(sde, CLASSES), y, 0.0)(x, t),
+    torch.testing.assert_close(classifier_guided(score, target.class_logits_fn(sde, classes), y, 0.0)(x, t),
                                score(x, t))
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..checks import check_number
+from .embeddings import network_labels
 from .registry import register_net
 
 
@@ -48,10 +49,5 @@ class DiffusersUNet(nn.Module):
         self.unet = UNet2DModel(**kwargs)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        class_labels = None
-        if self.num_classes is not None:
-            null = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
-            class_labels = labels if labels is not None else null
-        elif labels is not None:
-            raise ValueError("this network is unconditional (num_classes=None) and takes no labels")
+        class_labels = network_labels(self.num_classes, labels, x.shape[0], x.device)
         return self.unet(x, t * self.time_scale, class_labels=class_labels).sample

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import nn
@@ -36,20 +37,28 @@ class LabelEmbedding(nn.Module):
         self.embed = nn.Embedding(num_classes + 1, dim)
 
     def forward(self, labels, batch: int, device) -> torch.Tensor:
-        if labels is None:
-            labels = torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
-        elif (labels.shape != (batch,) or labels.is_floating_point()
-              or bool(((labels < 0) | (labels > self.num_classes)).any())):
-            raise ValueError(f"labels must be class indices of shape ({batch},) in [0, {self.num_classes}] "
-                             f"({self.num_classes} = no label), got {labels!r}")
-        return self.embed(labels.long())
+        return self.embed(network_labels(self.num_classes, labels, batch, device))
+
+
+def network_labels(num_classes: Optional[int], labels, batch: int, device) -> Optional[torch.Tensor]:
+    """The labels a network with ``num_classes`` classes embeds: None (all null, index ``num_classes``) or
+    (B,) indices in [0, num_classes]; None for an unconditional network, which refuses labels."""
+    if num_classes is None:
+        if labels is not None:
+            raise ValueError("this network is unconditional (num_classes=None) and takes no labels")
+        return None
+    if labels is None:
+        return torch.full((batch,), num_classes, dtype=torch.long, device=device)
+    if labels.shape != (batch,) or labels.is_floating_point() or bool(((labels < 0) | (labels > num_classes)).any()):
+        raise ValueError(f"labels must be class indices of shape ({batch},) in [0, {num_classes}] "
+                         f"({num_classes} = no label), got {labels!r}")
+    return labels.long()
 
 
 def label_term(embedding: "LabelEmbedding | None", labels, x: torch.Tensor):
     """The label embedding to add to the time embedding, or 0 for an unconditional network (which
     refuses labels)."""
     if embedding is None:
-        if labels is not None:
-            raise ValueError("this network is unconditional (num_classes=None) and takes no labels")
+        network_labels(None, labels, x.shape[0], x.device)
         return 0.0
     return embedding(labels, x.shape[0], x.device)

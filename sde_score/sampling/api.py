@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..checks import check_batch, check_eps, check_finite, check_int, check_number
+from ..checks import HALF_DTYPES, check_batch, check_eps, check_finite, check_int, check_number
 from ..guidance import classifier_free
 from ..sdes import SDE
 from .methods import METHODS, MethodSpec
@@ -67,9 +67,6 @@ def _method_arguments(name: str, spec: MethodSpec, sde: SDE, steps, eps, options
     if "eps" in params:
         args["eps"] = eps
     return args
-
-
-HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def _called_in(score_fn, dtype: torch.dtype):

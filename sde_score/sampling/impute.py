@@ -103,7 +103,7 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
         x = torch.where(m, y_next, mean + bcast(std, x) * gaussian_like(x, generator))
         check_state(x, i, ts[i])
         ess = 1.0 / torch.softmax(log_w, 1).pow(2).sum(1)
-        ess_trace.append(float(ess.mean()))
+        ess_trace.append(ess.mean())
         low = ess < ess_threshold * K
         if bool(low.any()):
             resampled += 1
@@ -114,7 +114,7 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
             x = x[rows.flatten()]
             log_w[low] = 0.0
     if record is not None:
-        record.update(ess=ess_trace, resampled=resampled, num_particles=K)
+        record.update(ess=torch.stack(ess_trace).tolist() if ess_trace else [], resampled=resampled, num_particles=K)
     if denoise:
         x = final_denoise(sde, score_fn, x, eps)
     pick = torch.multinomial(torch.softmax(log_w, 1), 1, generator=generator).flatten()

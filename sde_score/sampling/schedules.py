@@ -63,11 +63,10 @@ def sigma_schedule(sde: SDE, steps: Optional[int], eps: float, schedule: Union[s
     if schedule == "karras":
         rho = check_number("rho", rho, positive=True)
         top = min(s_max, KARRAS_TOP)
-        if top < s_max:  # the prior's level, then karras levels from KARRAS_TOP down
-            i = torch.linspace(0, 1, steps - 1, dtype=torch.float64)
+        head = [s_max] if top < s_max else []  # above the top: the prior's level, then karras from the top
+        i = torch.linspace(0, 1, steps - len(head), dtype=torch.float64)
         s = (top ** (1 / rho) + i * (s_min ** (1 / rho) - top ** (1 / rho))) ** rho
-        if top < s_max:
-            s = torch.cat([torch.tensor([s_max], dtype=torch.float64), s])
+        s = torch.cat([torch.tensor(head, dtype=torch.float64), s])
     elif schedule == "log_snr":
         s = torch.exp(math.log(s_max) + i * (math.log(s_min) - math.log(s_max)))
     else:
