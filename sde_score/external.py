@@ -204,23 +204,31 @@ def from_diffusers(unet, scheduler, *, labels: Optional[str] = "class_labels",
     return model, sde
 
 
-def load_score_sde_checkpoint(path, net: nn.Module, *, ema: bool = True, key_map: Optional[Dict[str, str]] = None,
-                              map_location: Any = "cpu") -> dict:
+def load_score_sde_checkpoint(path, net: nn.Module, *, ema: bool = True,
+                              key_map: Optional[Dict[str, Optional[str]]] = None, map_location: Any = "cpu") -> dict:
     """Load a checkpoint of the paper code (score_sde / score_sde_pytorch, ``torch.save(dict(optimizer=...,
     model=..., ema=..., step=...))``) into ``net``, read as plain data (nothing is unpickled or imported).
 
     ``model``: the state dict of the ``DataParallel``-wrapped network (keys start with ``module.``, stripped
-    here); ``key_map`` renames the rest (paper name -> ``net``'s name, the correspondence for a network of
-    this package).  ``ema``: the ``ExponentialMovingAverage`` state, whose ``shadow_params`` list the
-    trainable parameters in ``net.parameters()`` order; with ``ema=True`` (the weights the paper samples
+    here); ``key_map`` renames the rest (paper name -> ``net``'s name, None for an entry ``net`` does not
+    hold); for a :class:`~sde_score.models.NCSNpp` it defaults to ``score_sde_key_map(net)``.  ``ema``: the
+    ``ExponentialMovingAverage`` state, whose ``shadow_params`` list the paper network's trainable
+    parameters in its order (the checkpoint's key order); with ``ema=True`` (the weights the paper samples
     and evaluates with) they replace the raw ones.  Returns {"step", "ema_decay", "num_updates"}."""
     ckpt = load_plain(path, map_location=map_location)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{str(path)!r} is not a score_sde checkpoint (no 'model' state dict)")
-    state = {}
+    if key_map is None and hasattr(net, "paper_order"):
+        from .models.ncsnpp import score_sde_key_map
+
+        key_map = score_sde_key_map(net)
+    state, order = {}, []
     for key, value in ckpt["model"].items():
         key = key[len("module."):] if key.startswith("module.") else key
-        state[(key_map or {}).get(key, key)] = value
+        ours = (key_map or {}).get(key, key)
+        if ours is not None:
+            state[ours] = value
+            order.append(ours)
     missing, unexpected = set(net.state_dict()) - set(state), set(state) - set(net.state_dict())
     if missing or unexpected:
         raise ValueError(f"{str(path)!r} does not fit {type(net).__name__}: missing {sorted(missing)[:5]}, "
@@ -231,10 +239,11 @@ def load_score_sde_checkpoint(path, net: nn.Module, *, ema: bool = True, key_map
         if "ema" not in ckpt:
             raise ValueError(f"{str(path)!r} holds no 'ema' state; pass ema=False for the raw weights")
         shadow = ckpt["ema"]["shadow_params"]
-        params = [p for p in net.parameters() if p.requires_grad]
+        named = dict(net.named_parameters())
+        params = [named[k] for k in order if k in named and named[k].requires_grad]
         if len(shadow) != len(params) or any(s.shape != p.shape for s, p in zip(shadow, params)):
             raise ValueError(f"the EMA's {len(shadow)} shadow parameters do not match {type(net).__name__}'s "
-                             f"{len(params)} trainable parameters in order")
+                             f"{len(params)} trainable parameters in the checkpoint's order")
         with torch.no_grad():
             for p, s in zip(params, shadow):
                 p.copy_(s)

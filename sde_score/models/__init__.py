@@ -5,6 +5,7 @@ from .mlp import ScoreMLP
 from .unet import UNet
 from .classifier import NoiseClassifier
 from .diffusers_unet import DiffusersUNet
+from .ncsnpp import NCSNpp, PAPER_CONFIGS, score_sde_key_map
 
 __all__ = ["NETWORKS", "net_class", "register_net", "registered_net", "GaussianFourierEmbedding", "ScoreMLP",
-           "UNet", "NoiseClassifier", "DiffusersUNet"]
+           "UNet", "NoiseClassifier", "DiffusersUNet", "NCSNpp", "PAPER_CONFIGS", "score_sde_key_map"]

@@ -62,3 +62,15 @@ def label_term(embedding: "LabelEmbedding | None", labels, x: torch.Tensor):
         network_labels(None, labels, x.shape[0], x.device)
         return 0.0
     return embedding(labels, x.shape[0], x.device)
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """DDPM's sinusoidal (transformer positional) embedding of t (B,) -> (B, dim): [sin(t f_k), cos(t f_k)]
+    with f_k = max_period^(-k / (dim/2 - 1)), k = 0 .. dim/2 - 1 (an odd dim gets a zero column)."""
+    half = dim // 2
+    if half < 2:
+        raise ValueError(f"sinusoidal embedding dim must be >= 4, got {dim}")
+    freqs = torch.exp(-math.log(max_period) / (half - 1) * torch.arange(half, dtype=torch.float32, device=t.device))
+    arg = t.float()[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(arg), torch.cos(arg)], dim=1)
+    return nn.functional.pad(emb, (0, dim % 2))
