@@ -14,7 +14,7 @@ os.environ.setdefault("WANDB_MODE", "offline")  # never wait on the network
 
 
 # ScoreModule arguments a checkpoint fixes (a different value is an error) and those a run may set
-FIXED_BY_TRAINING = ("sde", "sde_kwargs", "parameterization", "scale_by_sigma", "num_classes")
+FIXED_BY_TRAINING = ("sde", "sde_kwargs", "parameterization", "scale_by_sigma", "num_classes", "time_input")
 PREDICT_SETTINGS = ("sampler", "sample_seed", "val_sample_images")
 
 

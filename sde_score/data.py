@@ -153,20 +153,32 @@ class Toy2DDataModule(ArrayDataModule):
 
 class _Dequantized(Dataset):
     """Integer levels k -> model space scale * (k + u) / K + shift, u ~ U[0, 1)^D: fresh noise per
-    access for training, a fixed seeded draw for evaluation (reproducible bits/dim)."""
+    access for training, a fixed seeded draw for evaluation (reproducible bits/dim).  ``levels``: an
+    integer tensor (N, ...) or any sequence of them (e.g. images decoded on access); ``flip``: mirror
+    the last axis with probability 1/2 (random horizontal flips)."""
 
-    def __init__(self, levels: torch.Tensor, scaler: AffineScaler, fresh: bool, seed: int,
-                 labels: Optional[torch.Tensor] = None) -> None:
-        self.levels, self.scaler, self.fresh, self.labels = levels.float(), scaler, fresh, labels
-        if not fresh:
+    def __init__(self, levels, scaler: AffineScaler, fresh: bool, seed: int,
+                 labels: Optional[torch.Tensor] = None, flip: bool = False) -> None:
+        self.levels, self.scaler, self.fresh, self.labels, self.flip = levels, scaler, fresh, labels, flip
+        self.seed, self.fixed = seed, None
+        if not fresh and torch.is_tensor(levels):
             self.fixed = torch.rand(levels.shape, generator=torch.Generator().manual_seed(seed))
 
     def __len__(self) -> int:
         return len(self.levels)
 
+    def _noise(self, i: int, shape) -> torch.Tensor:
+        if self.fresh:
+            return torch.rand(shape)
+        if self.fixed is not None:
+            return self.fixed[i]
+        return torch.rand(shape, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + i))
+
     def __getitem__(self, i):
-        u = torch.rand(self.levels[i].shape) if self.fresh else self.fixed[i]
-        x = self.scaler.to_model((self.levels[i] + u) / self.scaler.num_levels)
+        k = self.levels[i].float()
+        if self.flip and bool(torch.rand(()) < 0.5):
+            k = k.flip(-1)
+        x = self.scaler.to_model((k + self._noise(i, k.shape)) / self.scaler.num_levels)
         return x if self.labels is None else (x, self.labels[i])
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from .checks import check_choice, check_int, check_number
 from .checkpoints import read_checkpoint
+from .external import TIME_INPUTS, time_input
 from .io import check_writable_dir
 from .losses import LOSSES, Loss, build_loss
 from .models.registry import build_net, net_config
@@ -82,6 +83,9 @@ class ScoreModule(pl.LightningModule):
             {"class_path": name, "init_args": {...}}, e.g. {"class_path": "dsm", "init_args":
             {"likelihood_weighting": True, "importance_sampling": True}}.
         scale_by_sigma: score = net output / sigma(t) (the net predicts -noise; Song 2021 code).
+        time_input: what the network is given as time: "t" (default), "sigma" (sigma(t) / alpha(t): the
+            paper's VE NCSN++, ``NCSNpp(sigma_input=True)``), "log_sigma", "c_noise", "index"
+            (``external.TIME_INPUTS``).
         lr, weight_decay, warmup_steps, grad_clip: Adam with linear warm-up, gradient-norm clipping.
         sampler: options for ``sample()`` in predict / validation images, e.g.
             {"method": "pc", "steps": 500, "predictor": "reverse_diffusion"}; sample_seed: base seed.
@@ -97,8 +101,9 @@ class ScoreModule(pl.LightningModule):
                  scale_by_sigma: bool = True, lr: float = 2e-4,
                  weight_decay: float = 0.0, warmup_steps: int = 0, grad_clip: Optional[float] = 1.0,
                  sampler: Optional[dict] = None, sample_seed: int = 0, val_sample_images: int = 0,
-                 num_classes: Optional[int] = None, label_dropout: float = 0.0) -> None:
+                 num_classes: Optional[int] = None, label_dropout: float = 0.0, time_input: str = "t") -> None:
         super().__init__()
+        check_choice("time_input", time_input, TIME_INPUTS)
         if num_classes is not None:
             num_classes = check_int("num_classes", num_classes)
             if isinstance(net, dict):  # a config: the network gets the label embedding
@@ -145,7 +150,8 @@ class ScoreModule(pl.LightningModule):
         t = self.sde.check_t(t, x)
         if labels is not None and self.num_classes is None:
             raise ValueError("this ScoreModule is unconditional (num_classes=None): it takes no labels")
-        args = (t,) if self.num_classes is None else (t, labels)
+        t_net = time_input(self.hparams.time_input, t, self.sde)
+        args = (t_net,) if self.num_classes is None else (t_net, labels)
         if self.parameterization == "energy":
             need_graph = x.requires_grad or self.training
             with torch.enable_grad():
@@ -166,7 +172,7 @@ class ScoreModule(pl.LightningModule):
         """Unnormalised energy E(x, t) (B,) with score = -grad_x E (energy parameterization only)."""
         if self.parameterization != "energy":
             raise ValueError("energy() needs parameterization='energy'")
-        e = self.net(x, t)
+        e = self.net(x, time_input(self.hparams.time_input, t, self.sde))
         if self.hparams.scale_by_sigma:
             e = e / self.sde.alpha_sigma(t)[1]
         return e

@@ -218,3 +218,60 @@ def test_cli_trains_a_diffusers_unet_from_yaml(tmp_path):
     z = np.load(tmp_path / "pred" / "samples.npz")
     assert z["samples"].shape == (8, 1, 8, 8) and np.isfinite(z["samples"]).all()
     assert type(ScoreModule.load(str(tmp_path / "ckpt" / "last.ckpt")).net).__name__ == "DiffusersUNet"
+
+
+def _config_in(tmp_path: Path, name: str, data_root: Path, **data_args) -> Path:
+    """A config of experiments/configs with its outputs moved under tmp_path and its data at data_root."""
+    cfg = yaml.safe_load((ROOT / "experiments" / "configs" / name).read_text())
+    tr = cfg["trainer"]
+    tr.update(accelerator="cpu", default_root_dir=str(tmp_path), enable_progress_bar=False,
+              logger={"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path)}})
+    for cb in tr["callbacks"]:
+        for key in ("dirpath", "output_dir"):
+            if key in cb["init_args"]:
+                cb["init_args"][key] = str(tmp_path / key)
+    cfg["data"]["init_args"].update(root=str(data_root), **data_args)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_cli_trains_the_tiny_ncsnpp_on_a_png_folder(tmp_path):
+    """experiments/configs/imagefolder_tiny.yaml (NCSN++, VE, the network given sigma) fits on generated
+    16 x 16 PNGs (24 x 20 ones, cropped and resized) and predicts a picture."""
+    from image_files import write_png_folder
+
+    write_png_folder(tmp_path / "images", n_per_class=10, size=20, classes=None)
+    cfg = _config_in(tmp_path, "imagefolder_tiny.yaml", tmp_path / "images")
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1"])
+    ckpt = tmp_path / "dirpath" / "last.ckpt"
+    assert ckpt.is_file()
+    cli_main(["predict", "--config", str(cfg), "--ckpt_path", str(ckpt)])
+    samples = np.load(tmp_path / "output_dir" / "samples.npz")["samples"]
+    assert samples.shape == (16, 3, 16, 16) and np.isfinite(samples).all()
+    assert (tmp_path / "output_dir" / "samples.png").is_file()
+
+
+@pytest.mark.parametrize("name, params", [("cifar10_ncsnpp_ve.yaml", 107_587_075),
+                                          ("cifar10_ddpmpp_vp.yaml", 61_804_419)])
+def test_paper_cifar10_configs_build_the_paper_networks(tmp_path, name, params, capsys):
+    """The GPU configs parse through the CLI and build the paper code's networks (its parameter count) with the
+    paper's training settings; their data module reads CIFAR-10's batch files."""
+    from image_files import write_cifar10
+    from sde_score.image_data import CIFAR10DataModule
+
+    write_cifar10(tmp_path / "cifar", n=4)
+    cfg = _config_in(tmp_path, name, tmp_path / "cifar")
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(cfg), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    model_cfg = printed["model"]
+    module = ScoreModule(**model_cfg)
+    fourier = getattr(module.net, "fourier", None)  # the paper's frozen parameter, a buffer here
+    n = sum(p.numel() for p in module.net.parameters()) + (fourier.W.numel() if fourier is not None else 0)
+    assert n == params
+    assert (module.lr, module.hparams.warmup_steps, module.hparams.grad_clip) == (2e-4, 5000, 1.0)
+    ema = [c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith("EMAWeightAveraging")]
+    assert ema[0]["init_args"]["decay"] == (0.999 if "ncsnpp" in name else 0.9999)
+    dm = CIFAR10DataModule(**printed["data"]["init_args"])
+    assert dm.data_shape == (3, 32, 32) and dm.batch_size == 128
