@@ -61,6 +61,18 @@ def check_choice(name: str, value: Any, choices: tuple) -> Any:
 
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
+DTYPE_NAMES = {"float64": torch.float64, "double": torch.float64, "float32": torch.float32, "float": torch.float32,
+               "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+               "half": torch.float16}
+
+
+def check_dtype(name: str, value: Any) -> torch.dtype:
+    """A floating torch dtype, given as one or by name ("float32", "bf16", ...)."""
+    if isinstance(value, str):
+        value = DTYPE_NAMES.get(value.removeprefix("torch."), value)
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise ValueError(f"{name} must be a floating dtype ({', '.join(DTYPE_NAMES)} or a torch.dtype), got {value!r}")
+    return value
 
 
 def check_labels(labels: Any, x: torch.Tensor, num_classes: Optional[int] = None) -> torch.Tensor:

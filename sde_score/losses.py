@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import torch
 
@@ -66,6 +66,9 @@ class ImportanceTimeSampler:
 
 class Loss(ABC):
     """A score-matching objective.  Subclasses are dataclasses whose fields are their options."""
+
+    # the objective differentiates the score in x (a double backward through the network)
+    differentiates_score: ClassVar[bool] = False
 
     @property
     def init_args(self) -> Dict[str, Any]:
@@ -231,6 +234,7 @@ class _NoiseFreeLoss(Loss):
     """Shared by ssm/ism: data used as is (``noise_t=None``, the network conditioned on t = eps) or
     perturbed once at the fixed time ``noise_t``."""
 
+    differentiates_score: ClassVar[bool] = True
     eps: float = 1e-5
     noise_t: Optional[float] = None
     reduce_mean: bool = False

@@ -86,6 +86,11 @@ class ScoreModule(pl.LightningModule):
         time_input: what the network is given as time: "t" (default), "sigma" (sigma(t) / alpha(t): the
             paper's VE NCSN++, ``NCSNpp(sigma_input=True)``), "log_sigma", "c_noise", "index"
             (``external.TIME_INPUTS``).
+        compile_net: compile the network with ``torch.compile`` (in place: checkpoints keep their keys); True
+            for the default backend (inductor) or a backend's name ("aot_eager", "eager": capture only).  For
+            score parameterizations with losses that need no gradient of the score in x (dsm, smld, ddpm):
+            compiled graphs do not support the double backward of energies, ssm and ism.  The first steps
+            pay the compilation; ``experiments/bench_compile.py`` measures what it buys.
         lr, weight_decay, warmup_steps, grad_clip: Adam with linear warm-up, gradient-norm clipping.
         sampler: options for ``sample()`` in predict / validation images, e.g.
             {"method": "pc", "steps": 500, "predictor": "reverse_diffusion"}; sample_seed: base seed.
@@ -101,7 +106,8 @@ class ScoreModule(pl.LightningModule):
                  scale_by_sigma: bool = True, lr: float = 2e-4,
                  weight_decay: float = 0.0, warmup_steps: int = 0, grad_clip: Optional[float] = 1.0,
                  sampler: Optional[dict] = None, sample_seed: int = 0, val_sample_images: int = 0,
-                 num_classes: Optional[int] = None, label_dropout: float = 0.0, time_input: str = "t") -> None:
+                 num_classes: Optional[int] = None, label_dropout: float = 0.0, time_input: str = "t",
+                 compile_net: Union[bool, str] = False) -> None:
         super().__init__()
         check_choice("time_input", time_input, TIME_INPUTS)
         if num_classes is not None:
@@ -124,6 +130,12 @@ class ScoreModule(pl.LightningModule):
         self.loss = build_loss(loss)
         self.loss.check(self.sde)
         self.parameterization = check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+        if compile_net:
+            if parameterization == "energy" or self.loss.differentiates_score:
+                raise ValueError(f"compile_net=True does not support the {parameterization!r} parameterization with "
+                                 f"the {type(self.loss).__name__} (compiled graphs have no double backward); "
+                                 f"use a score network with dsm, smld or ddpm")
+            self.net.compile(**({"backend": compile_net} if isinstance(compile_net, str) else {}))
         self.lr = check_number("lr", lr, positive=True)
         check_number("weight_decay", weight_decay, nonneg=True)
         check_int("warmup_steps", warmup_steps, minimum=0)

@@ -14,7 +14,7 @@ import sde_score
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve",
            "digits_inpaint", "likelihood_accuracy", "digits_bpd", "digits_guidance",
-           "bench_impute_hard", "digits_superres"]
+           "bench_impute_hard", "digits_superres", "bench_compile"]
 ALLOWED_ROOTS = set(sys.stdlib_module_names) | {"sde_score", "torch", "numpy", "yaml", "scipy", "tqdm", "sklearn",
                                                 "torchsde", "torchdiffeq", "pytorch_lightning"}
 
@@ -171,3 +171,12 @@ def test_digits_superres_tiny(tmp_path, capsys):
     assert path.exists()
     worst = float(capsys.readouterr().out.split("(data space): ")[1].split()[0])
     assert worst < 1e-5  # the reconstructions pool to the observation
+
+
+def test_bench_compile_tiny(tmp_path):
+    """The compiled path through ScoreModule(compile_net=...) with the capture-only backend (inductor's
+    compilation takes minutes on 2 cores: the benchmark itself measures it)."""
+    r = _load("bench_compile").main(["--backend", "eager", "--nets", "unet_digits", "--batch", "4", "--reps", "1",
+                                     "--warmup", "0", "--out", str(tmp_path)])
+    assert [row["mode"] for row in r["rows"]] == ["eager", "compiled (eager)"]
+    assert r["rows"][1]["train_speedup"] > 0 and (tmp_path / "bench_compile.json").exists()

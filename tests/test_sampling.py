@@ -9,6 +9,7 @@ from sde_score import SDES
 import sde_score
 from sde_score import get_sde, get_target, sample
 from sde_score.metrics import mode_weight_tv, tv_floor
+from sde_score.sampling.api import check_sampler
 
 from samplers_helpers import assert_mixture_moments, assert_mode_moments, assert_tv_below
 
@@ -406,6 +407,40 @@ def test_sampling_follows_the_model_dtype(method, dtype, state):
     x = sample(_TypedNet(sde, dtype), sde, method, shape=(3, 2), generator=torch.Generator().manual_seed(0),
                progress=False, **METHOD_RUNS[method])
     assert x.dtype == state and torch.isfinite(x).all()
+
+
+class _RecordingNet(_TypedNet):
+    def forward(self, x, t):
+        h = self.lin(x)
+        self.seen.add(h.dtype)
+        return h.to(x.dtype) + self.target.score(x, t, self.sde)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", torch.float16])
+@pytest.mark.parametrize("method", ["pc", "dpm_solver", "ode"])
+def test_sample_dtype_runs_a_float32_model_under_autocast(method, dtype):
+    """sample(..., dtype=half) on a float32 model: its layers run in that precision (autocast), the solver
+    state stays float32."""
+    sde = get_sde("ve", N=6)
+    net = _RecordingNet(sde, torch.float32)
+    net.seen = set()
+    x = sample(net, sde, method, shape=(3, 2), dtype=dtype, generator=torch.Generator().manual_seed(0),
+               progress=False, **METHOD_RUNS[method])
+    assert x.dtype == torch.float32 and torch.isfinite(x).all()
+    assert net.seen == {torch.bfloat16 if dtype == "bfloat16" else torch.float16}
+
+
+def test_sample_dtype_must_fit_the_model():
+    sde = get_sde("ve", N=6)
+    with pytest.raises(ValueError, match=r"dtype=torch.float64 but the model's parameters are torch.float32"):
+        sample(_TypedNet(sde, torch.float32), sde, "pc", shape=(3, 2), dtype="float64", progress=False)
+    with pytest.raises(ValueError, match="dtype must be a floating dtype .*got 'int8'"):
+        sample(_TypedNet(sde, torch.float32), sde, "pc", shape=(3, 2), dtype="int8", progress=False)
+    x = sample(lambda x, t: -x, sde, "pc", shape=(3, 2), steps=6, dtype="float64", progress=False)
+    assert x.dtype == torch.float64  # a plain score function follows the state
+    with pytest.raises(ValueError, match="dtype must be a floating dtype"):
+        check_sampler({"method": "pc", "dtype": "int8"}, sde)
+    assert check_sampler({"method": "pc", "dtype": "bf16"}, sde)["dtype"] == "bf16"
 
 
 @pytest.mark.parametrize("x,match", [

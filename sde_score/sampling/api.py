@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..checks import HALF_DTYPES, check_batch, check_eps, check_finite, check_int, check_number
+from ..checks import HALF_DTYPES, check_batch, check_dtype, check_eps, check_finite, check_int, check_number
 from ..guidance import classifier_free
 from ..sdes import SDE
 from .methods import METHODS, MethodSpec
@@ -77,6 +77,36 @@ def _called_in(score_fn, dtype: torch.dtype):
     return score
 
 
+def _autocast(score_fn, device: torch.device, dtype: torch.dtype):
+    """score_fn evaluated under autocast to ``dtype`` (mixed precision: matrix products and convolutions in
+    it, reductions in float32), answering in x's dtype."""
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=dtype):
+            out = score_fn(x, t)
+        return out.to(x.dtype) if torch.is_tensor(out) and out.is_floating_point() else out
+    return score
+
+
+def sampling_precision(model, score_fn, dtype, device: torch.device):
+    """(score_fn, state dtype) for ``sample(..., dtype=)``: None follows the model's parameters (a half
+    model called in its dtype from a float32 state); bfloat16/float16 with a float32 model runs it under
+    autocast; float32/float64 must match a network's parameters."""
+    own = model_dtype(model)
+    if dtype is None:
+        dtype = own
+    else:
+        dtype = check_dtype("dtype", dtype)
+        has_params = isinstance(model, torch.nn.Module) and any(True for _ in model.parameters())
+        if dtype in HALF_DTYPES and own not in HALF_DTYPES:
+            return _autocast(score_fn, device, dtype), torch.float32
+        if has_params and dtype != own:
+            raise ValueError(f"dtype={dtype} but the model's parameters are {own}: convert the model (e.g. "
+                             f"model.to({dtype})) or pass dtype=None")
+    if dtype in HALF_DTYPES:  # the solvers' arithmetic in float32, the model in its own precision
+        return _called_in(score_fn, dtype), torch.float32
+    return score_fn, dtype
+
+
 def conditioned(score_fn, labels, guidance_scale: Optional[float], num_classes: Optional[int] = None):
     """score_fn itself without labels, else its classifier-free guided score at ``labels``."""
     if labels is None:
@@ -95,7 +125,10 @@ def check_sampler(sampler: dict, sde: SDE) -> dict:
     name = options.pop("method", "pc")
     if options.get("guidance_scale") is not None:
         check_number("guidance_scale", options["guidance_scale"])
-    options.pop("labels", None), options.pop("guidance_scale", None)  # sample()'s own, checked per call
+    if options.get("dtype") is not None:
+        check_dtype("dtype", options["dtype"])
+    for key in ("labels", "guidance_scale", "dtype"):  # sample()'s own, checked per call
+        options.pop(key, None)
     steps, eps = options.pop("steps", None), options.pop("eps", None)
     for key in ("shape", "num_samples", "x_T", "generator", "device", "progress", "callback", "return_info"):
         if key in options:
@@ -109,7 +142,7 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
            steps: Optional[int] = None, eps: Optional[float] = None, x_T: Optional[torch.Tensor] = None,
            generator: Optional[torch.Generator] = None, device=None, progress: bool = True,
            callback=None, return_info: bool = False, labels=None, guidance_scale: Optional[float] = None,
-           **method_options):
+           dtype=None, **method_options):
     """Draw samples from a score model by a registered method (``METHODS.names()``).
 
     Args:
@@ -131,6 +164,9 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
             guidance_scale: classifier-free guidance w (``guidance.classifier_free``; default 1, the
             conditional score; 0 the unconditional one).  NFE counts model calls (2 per step for w
             other than 0 and 1).
+        dtype: precision of the sampling: None follows the model's parameters; "bfloat16" / "float16" with
+            a float32 model evaluates it under autocast (mixed precision; the solver state stays float32);
+            "float64" / "float32" need a model of that dtype (or a plain score function).
         method_options: the method's own options, e.g. predictor=..., corrector=..., snr=...
     Returns:
         samples (B, ...) in model space, or (samples, info).
@@ -141,9 +177,7 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
     options = dict(method_options)
     args = _method_arguments(method, spec, sde, steps, eps, options)
     device = torch.device(device) if device is not None else model_device
-    dtype = model_dtype(model)
-    if dtype in HALF_DTYPES:  # the solvers' arithmetic in float32, the model in its own precision
-        score_fn, dtype = _called_in(score_fn, dtype), torch.float32
+    score_fn, dtype = sampling_precision(model, score_fn, dtype, device)
     x = _start(spec, sde, shape, x_T, generator, device, dtype)
     if x is None:  # the method draws its own start
         options.update(shape=shape, device=device, dtype=dtype)
