@@ -14,7 +14,7 @@ import sde_score
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve",
            "digits_inpaint", "likelihood_accuracy", "digits_bpd", "digits_guidance",
-           "bench_impute_hard", "digits_superres", "bench_compile"]
+           "bench_impute_hard", "digits_superres", "bench_compile", "sample_quality"]
 ALLOWED_ROOTS = set(sys.stdlib_module_names) | {"sde_score", "torch", "numpy", "yaml", "scipy", "tqdm", "sklearn",
                                                 "torchsde", "torchdiffeq", "pytorch_lightning"}
 
@@ -180,3 +180,24 @@ def test_bench_compile_tiny(tmp_path):
                                      "--warmup", "0", "--out", str(tmp_path)])
     assert [row["mode"] for row in r["rows"]] == ["eager", "compiled (eager)"]
     assert r["rows"][1]["train_speedup"] > 0 and (tmp_path / "bench_compile.json").exists()
+
+
+def test_sample_quality_tiny(tmp_path):
+    import pytorch_lightning as pl
+
+    from sde_score.data import DigitsDataModule
+    from sde_score.module import ScoreModule
+
+    model = ScoreModule({"class_path": "unet", "init_args": {"channels": [8, 16], "attention": False}}, sde="vp")
+    pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+               default_root_dir=tmp_path, callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)]
+               ).fit(model, DigitsDataModule(batch_size=32))
+    r = _load("sample_quality").main(["--ckpt", str(tmp_path / "last.ckpt"), "--quick", "--num-samples", "20",
+                                      "--batch", "10", "--kid-subsets", "2", "--feature-epochs", "1",
+                                      "--features", str(tmp_path / "features.pt"), "--out", str(tmp_path),
+                                      "--no-progress"])
+    assert [(row["method"], row["nfe"]) for row in r["rows"]] == [
+        ("real digits (test split)", 0), ("pc", 4), ("dpm_solver", 4)]
+    assert all(row["num_samples"] == 20 for row in r["rows"][1:]) and r["rows"][0]["num_samples"] > 300
+    assert r["rows"][1]["fid"] > r["rows"][0]["fid"]  # two training steps are far from digits
+    assert (tmp_path / "sample_quality.png").exists() and (tmp_path / "features.pt").exists()
