@@ -14,7 +14,7 @@ import sde_score
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve",
            "digits_inpaint", "likelihood_accuracy", "digits_bpd", "digits_guidance",
-           "bench_impute_hard", "digits_superres", "bench_compile", "sample_quality"]
+           "bench_impute_hard", "digits_superres", "bench_compile", "sample_quality", "digits_networks"]
 ALLOWED_ROOTS = set(sys.stdlib_module_names) | {"sde_score", "torch", "numpy", "yaml", "scipy", "tqdm", "sklearn",
                                                 "torchsde", "torchdiffeq", "pytorch_lightning"}
 
@@ -201,3 +201,15 @@ def test_sample_quality_tiny(tmp_path):
     assert all(row["num_samples"] == 20 for row in r["rows"][1:]) and r["rows"][0]["num_samples"] > 300
     assert r["rows"][1]["fid"] > r["rows"][0]["fid"]  # two training steps are far from digits
     assert (tmp_path / "sample_quality.png").exists() and (tmp_path / "features.pt").exists()
+
+
+def test_digits_networks_tiny(tmp_path):
+    from sde_score.features import DigitsFeatureNet
+
+    DigitsFeatureNet().save(tmp_path / "features.pt")  # untrained: the path is what is tested here
+    r = _load("digits_networks").main(["--minutes", "1", "--max-steps", "2", "--num-test", "3", "--num-samples", "12",
+                                       "--kid-subsets", "2", "--features", str(tmp_path / "features.pt"),
+                                       "--out", str(tmp_path), "--no-progress"])
+    assert [row["network"] for row in r["rows"]] == ["unet", "ncsnpp", "ddpmpp"]
+    assert all(row["steps"] == 2 and row["num_samples"] == 12 and row["bpd"] > 0 for row in r["rows"])
+    assert (tmp_path / "ncsnpp_samples.png").exists() and (tmp_path / "digits_networks.json").exists()
