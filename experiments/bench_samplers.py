@@ -4,6 +4,7 @@ plus the per-call overhead of each sampler around a small MLP score network.
     python experiments/bench_samplers.py                 # default: ~11 minutes on 2 CPU cores
     python experiments/bench_samplers.py --quick         # a smoke run
     python experiments/bench_samplers.py --ckpt experiments/results/digits_bpd/vp/checkpoints/last.ckpt
+    python experiments/bench_samplers.py --ideal         # few-step samplers vs the ideal end point (~15 min)
 
 Prints the tables (quality; the log-density gap at 20k samples; overhead; imputation) and writes
 JSON (and a quality-vs-NFE PNG) under --out.
@@ -57,6 +58,54 @@ GAP_CONFIGS: List[tuple] = [
     ("dpm_solver++ 3M+corrector", "dpm_solver", 20, dict(order=3)),
     ("dpm_solver++ 3M+corrector, fitted levels", "dpm_solver", 20, dict(order=3, schedule=FITTED)),
 ]
+
+
+# the samplers that end with the Tweedie step, against the ideal end point (exact p_eps + that step)
+IDEAL_CONFIGS: List[tuple] = [
+    ("dpm_solver++ 2M+corrector (default)", "dpm_solver", 10, {}),
+    ("dpm_solver++ 2M+corrector (default)", "dpm_solver", 20, {}),
+    ("dpm_solver++ 3M+corrector", "dpm_solver", 10, dict(order=3)),
+    ("dpm_solver++ 3M+corrector", "dpm_solver", 20, dict(order=3)),
+    ("dpm_solver++ 3M+corrector, fitted levels", "dpm_solver", 20, dict(order=3, schedule=FITTED)),
+    ("heun (EDM)", "heun", 18, {}),
+    ("ode dopri5", "ode", None, dict(solver="dopri5")),
+]
+
+
+def plot_ideal(rows: List[Dict], path: str) -> None:
+    """|gap to the ideal end point| against NFE per (target, SDE), with the floor."""
+    plt = pyplot()
+    keys = sorted({(r["target"], r["sde"]) for r in rows})
+    cols = 3
+    fig, axes = plt.subplots((len(keys) + cols - 1) // cols, cols, figsize=(4.5 * cols, 3.6 * ((len(keys) + 2) // 3)),
+                             squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        sel = [r for r in rows if (r["target"], r["sde"]) == key]
+        for r in sel:
+            ax.scatter(r["nfe"], max(abs(r["ideal_gap"]), 1e-4), label=f'{r["sampler"]} ({r["steps"] or "adaptive"})')
+        ax.axhline(sel[0]["ideal_floor"], ls="--", c="gray", lw=1, label="floor (95 %)")
+        log_log(ax, "NFE", "|gap to the ideal end point| (nats)")
+        ax.set_title(f"{key[0]}, {key[1]}")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    list(axes.flat)[0].legend(fontsize=6, loc="lower left")
+    save_figure(fig, path)
+
+
+def run_ideal(args) -> dict:
+    n = 200 if args.quick else args.ideal_samples
+    configs = [(lab, m, st, o) for lab, m, st, o in IDEAL_CONFIGS if not (args.quick and m == "ode")]
+    print(f"== gap to the ideal end point, {n} samples, seed {args.seed}")
+    rows = sampler_quality(args.ideal_targets.split(","), args.ideal_sdes.split(","), n, args.seed, configs,
+                           args.progress)
+    print(f"\n{'target':8s} {'sde':6s} {'sampler':42s} {'NFE':>5s} {'ideal gap':>10s} {'floor':>7s} {'/floor':>7s}")
+    for r in rows:
+        print(f"{r['target']:8s} {r['sde']:6s} {r['sampler'] + ' ' + str(r['steps'] or ''):42s} {r['nfe']:5d} "
+              f"{r['ideal_gap']:+10.3f} {r['ideal_floor']:7.3f} {abs(r['ideal_gap']) / r['ideal_floor']:7.2f}")
+    result = dict(rows=rows, num_samples=n, seed=args.seed)
+    write_json(f"{args.out}/bench_samplers_ideal.json", result)
+    plot_ideal(rows, f"{args.out}/bench_samplers_ideal.png")
+    return result
 
 
 def run_overhead(batch: int, seed: int, steps: int, reps: int) -> List[Dict]:
@@ -182,10 +231,16 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default="experiments/results")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--ideal", action="store_true", help="only the gap to the ideal end point (Tweedie-ending samplers)")
+    p.add_argument("--ideal-targets", default="ring8,gmm16d,image64")
+    p.add_argument("--ideal-sdes", default="ve,vp,subvp")
+    p.add_argument("--ideal-samples", type=int, default=5000)
     p.add_argument("--ckpt", default=None,
                    help="a trained ScoreModule: only the few-step samplers' distance to its PF-ODE map")
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.ideal:
+        return run_ideal(args)
     if args.ckpt:
         n = 8 if args.quick else 256
         print(f"== distance to the PF-ODE map, {args.ckpt}, {n} samples")

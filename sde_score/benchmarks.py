@@ -15,9 +15,9 @@ import torch
 
 from .likelihood import log_likelihood
 from .metrics import mean_log_prob, mode_weight_tv, tv_floor
-from .sampling import CountingScore, optimized_schedule, sample
-from .sdes import get_sde
-from .targets import get_target
+from .sampling import CountingScore, final_denoise, optimized_schedule, sample
+from .sdes import SDE, bcast, get_sde
+from .targets import GaussianMixture, get_target
 
 FITTED = "fitted"  # stands for sde_score.optimized_schedule's levels, fitted once per (target, SDE, steps)
 
@@ -47,19 +47,40 @@ def fitted_levels(tname: str, sname: str, steps: int, seed: int) -> Tuple[Tuple[
     return tuple(levels), score.nfe
 
 
+# methods whose last step is the Tweedie denoiser at eps: dpm_solver and heun (D at the last level), ode, sde and
+# sde_adaptive (final_denoise, on by default)
+TWEEDIE_END = ("dpm_solver", "heun", "ode", "sde", "sde_adaptive")
+
+
+def ideal_end_point(target: GaussianMixture, sde: SDE, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Exact samples of p_eps (eps = ``sde.default_eps``) followed by the exact Tweedie step at eps: where a
+    sampler that ends with that step lands when its only error is that of the denoising step itself, so
+    that a sampler's log-density gap to these samples is its discretisation error alone."""
+    eps = sde.default_eps
+    x0 = target.sample(n, generator, dtype=torch.float64)
+    alpha, sigma = sde.alpha_sigma(torch.full((n,), eps, dtype=torch.float64))
+    x = bcast(alpha, x0) * x0 + bcast(sigma, x0) * torch.randn(x0.shape, generator=generator, dtype=torch.float64)
+    return final_denoise(sde, target.score_fn(sde), x, eps)
+
+
 def sampler_quality(targets: Sequence[str], sdes: Sequence[str], n: int, seed: int, configs: Sequence[tuple],
                     progress: bool = False) -> List[Dict]:
     """Samples of each (label, method, steps, options) config against the exact target: one row per
     (target, SDE, config) with NFE, seconds, mode-weight TV and its floor, and the mean exact
     log-density gap.  ``schedule=FITTED`` in options stands for ``optimized_schedule``'s levels.  The
     gap's reference is a 20x larger exact sample, so its standard error (``gap_se``) is nearly all
-    the sampler's own."""
+    the sampler's own.  For methods that end with the Tweedie step (``TWEEDIE_END``), ``ideal_gap`` is
+    the gap to the ideal end point (``ideal_end_point``, 20x larger) and ``ideal_floor`` the 95 % quantile
+    of |that gap| for exact samples of this size, 1.96 sd(log p) sqrt(1/n + 1/(20 n))."""
     rows = []
     for tname in targets:
         target = get_target(tname)
         ref_logp, _ = mean_log_prob(target, target.sample(20 * n, torch.Generator().manual_seed(seed + 1)))
         for sname in sdes:
             sde = get_sde(sname)
+            ideal_lp = target.log_prob(ideal_end_point(target, sde, 20 * n, torch.Generator().manual_seed(seed + 3)))
+            ideal_logp = float(ideal_lp.mean())
+            ideal_floor = 1.96 * float(ideal_lp.std()) * (1 / n + 1 / (20 * n)) ** 0.5
             for label, method, steps, opts in configs:
                 pilot_nfe = 0
                 if opts.get("schedule") == FITTED:
@@ -69,11 +90,14 @@ def sampler_quality(targets: Sequence[str], sdes: Sequence[str], n: int, seed: i
                                  steps=steps, generator=torch.Generator().manual_seed(seed),
                                  progress=progress, return_info=True, **opts)
                 logp, logp_se = mean_log_prob(target, x)
+                tweedie = method in TWEEDIE_END and opts.get("denoise", True)
                 rows.append(dict(target=tname, sde=sname, sampler=label, steps=steps, nfe=info.nfe,
                                  pilot_nfe=pilot_nfe, seconds=round(info.wall_time, 3), tv=mode_weight_tv(target, x),
-                                 tv_floor=tv_floor(target, n), logp_gap=logp - ref_logp, gap_se=logp_se))
+                                 tv_floor=tv_floor(target, n), logp_gap=logp - ref_logp, gap_se=logp_se,
+                                 ideal_gap=logp - ideal_logp if tweedie else None, ideal_floor=ideal_floor))
+                ideal = f" ideal gap={rows[-1]['ideal_gap']:+.4f} (floor {ideal_floor:.4f})" if tweedie else ""
                 print("{target:7s} {sde:5s} {sampler:36s} steps={steps!s:5s} nfe={nfe:5d} {seconds:7.2f}s "
-                      "tv={tv:.4f} gap={logp_gap:+.4f} +- {gap_se:.4f}".format(**rows[-1]), flush=True)
+                      "tv={tv:.4f} gap={logp_gap:+.4f} +- {gap_se:.4f}".format(**rows[-1]) + ideal, flush=True)
     return rows
 
 

@@ -385,6 +385,30 @@ def gmm16d() -> GaussianMixture:
     return GaussianMixture([0.1, 0.2, 0.3, 0.4], means, 0.5 * (covs + covs.transpose(-1, -2)))
 
 
+def _smooth_images(n: int, size: int, g: torch.Generator) -> torch.Tensor:
+    """n smooth random images (n, size*size): random combinations of the 9 lowest 2-D cosine modes, scaled to
+    unit RMS."""
+    u = (torch.arange(size, dtype=torch.float64) + 0.5) / size
+    modes = torch.stack([torch.outer(torch.cos(math.pi * fy * u), torch.cos(math.pi * fx * u)).flatten()
+                         for fy in range(3) for fx in range(3)])  # (9, size^2)
+    imgs = torch.randn(n, 9, generator=g, dtype=torch.float64) @ modes
+    return imgs / imgs.pow(2).mean(1, keepdim=True).sqrt()
+
+
+@register_target("image64")
+def image64() -> GaussianMixture:
+    """4 modes in image shape (1, 8, 8): smooth mean images (RMS 0.6) with low-rank covariances (4 smooth
+    directions of std 0.3 each, plus 0.03^2 isotropic), weights 0.1/0.2/0.3/0.4.  Image-like: the data fill
+    a thin neighbourhood of low-dimensional planes, so scores are stiff at small noise (the few-step
+    samplers' hard case)."""
+    g = torch.Generator().manual_seed(64)
+    K, D, r = 4, 64, 4
+    means = 0.6 * _smooth_images(K, 8, g)
+    dirs = 0.3 * _smooth_images(K * r, 8, g).reshape(K, r, D)
+    covs = dirs.transpose(1, 2) @ dirs + 0.03 ** 2 * torch.eye(D, dtype=torch.float64)
+    return GaussianMixture([0.1, 0.2, 0.3, 0.4], means, covs, data_shape=(1, 8, 8))
+
+
 @register_target("bimodal16d")
 def bimodal16d() -> GaussianMixture:
     """3 full-covariance modes in 16-D whose first 8 coordinates cannot tell modes 0 and 1 apart

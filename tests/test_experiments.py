@@ -70,6 +70,10 @@ def test_bench_and_experiments_tiny(tmp_path):
     r = _load("bench_samplers").main(["--quick", "--targets", "ring8", "--sdes", "vp", "--out", out])
     assert r["quality"] and r["overhead"] and r["impute"]
     assert (tmp_path / "bench_samplers.json").exists() and (tmp_path / "bench_samplers.png").exists()
+    r = _load("bench_samplers").main(["--ideal", "--quick", "--ideal-targets", "ring8", "--ideal-sdes", "vp",
+                                      "--out", out])
+    assert all(row["ideal_gap"] is not None and row["ideal_floor"] > 0 for row in r["rows"])
+    assert (tmp_path / "bench_samplers_ideal.png").exists()
     r = _load("bench_likelihood").main(["--quick", "--targets", "ring8", "--sdes", "vp", "--out", out])
     assert all(row["solver_mae"] < 1e-2 for row in r["rows"])
     r = _load("likelihood_accuracy").main(["--targets", "ring8", "--sdes", "ve", "--num-points", "8", "--out", out])
