@@ -56,3 +56,38 @@ def test_a_kill_never_leaves_a_new_npz_beside_an_old_png(tmp_path, monkeypatch, 
         assert png is None
     else:  # the old pair stands, untouched
         assert png == b"old picture"
+
+
+def test_warmup_ema_is_the_paper_codes_average():
+    """The saved weights are the EMA with decay_n = min(decay, (1 + n) / (10 + n)) of the weights after
+    each optimizer step (AveragedModel copies the first ones)."""
+    import pytorch_lightning as pl
+
+    from sde_score.callbacks import WarmupEMA, warmup_ema_decay
+    from sde_score.data import Toy2DDataModule
+    from sde_score.module import ScoreModule
+
+    class Record(pl.Callback):
+        def __init__(self):
+            self.weights = []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, i):
+            self.weights.append(module.net.state_dict()["out.2.weight"].clone())
+
+    assert warmup_ema_decay(0.999, 0) == 0.1 and warmup_ema_decay(0.999, 1) == 2 / 11
+    assert warmup_ema_decay(0.9, 10 ** 6) == 0.9
+    pl.seed_everything(0)
+    net = {"class_path": "score_mlp", "init_args": {"data_shape": [2], "width": 16, "depth": 1}}
+    module = ScoreModule(net, sde="vp", lr=1e-2)
+    rec = Record()
+    trainer = pl.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         callbacks=[rec, WarmupEMA(decay=0.999)])
+    trainer.fit(module, Toy2DDataModule(n_train=512, n_val=64, n_test=64, batch_size=64))
+    ema = rec.weights[0]
+    for n, w in enumerate(rec.weights[1:], start=1):
+        d = warmup_ema_decay(0.999, n)
+        ema = d * ema + (1 - d) * w
+    torch.testing.assert_close(module.net.state_dict()["out.2.weight"], ema)  # the average is in the module at the end
+    with pytest.raises(ValueError, match="decay must lie in"):
+        WarmupEMA(decay=1.0)

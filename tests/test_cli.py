@@ -271,7 +271,7 @@ def test_paper_cifar10_configs_build_the_paper_networks(tmp_path, name, params, 
     n = sum(p.numel() for p in module.net.parameters()) + (fourier.W.numel() if fourier is not None else 0)
     assert n == params
     assert (module.lr, module.hparams.warmup_steps, module.hparams.grad_clip) == (2e-4, 5000, 1.0)
-    ema = [c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith("EMAWeightAveraging")]
+    ema = [c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith("WarmupEMA")]
     assert ema[0]["init_args"]["decay"] == (0.999 if "ncsnpp" in name else 0.9999)
     dm = CIFAR10DataModule(**printed["data"]["init_args"])
     assert dm.data_shape == (3, 32, 32) and dm.batch_size == 128
