@@ -1,6 +1,6 @@
 """Quickstart, the main job: train a small score model, sample it, write a picture and a likelihood.
 
-    python experiments/quickstart.py                      # toy2d.yaml: ring8 mixture, VE SDE (~3 min)
+    python experiments/quickstart.py                      # toy2d.yaml: ring8 mixture, VE SDE (~1.5 min)
     python experiments/quickstart.py --config experiments/configs/toy2d_vp.yaml
 
 Writes under the config's trainer.default_root_dir (outputs/toy2d): checkpoints/,
