@@ -15,7 +15,8 @@ CLASSIFIERS = {"noise_classifier": (NoiseClassifier, dict(data_shape=[2, 8, 8], 
 def test_every_packaged_network_is_covered():
     # other tests register their own networks in the same process: count the package's only
     packaged = {n for n in NETWORKS.names() if NETWORKS.get(n).__module__.startswith("sde_score.")}
-    assert packaged == set(SMALL) | set(CLASSIFIERS) | {"diffusers_unet"}
+    # diffusers_unet: tests/test_cli.py; ncsnpp: tests/test_ncsnpp.py (shapes, labels, config round trip)
+    assert packaged == set(SMALL) | set(CLASSIFIERS) | {"diffusers_unet", "ncsnpp"}
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

@@ -102,6 +102,19 @@ def test_shapes_gradients_and_labels(kw):
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
 
 
+def test_config_round_trip_and_double_precision():
+    from sde_score.models.registry import build_net, net_config
+
+    net = _small(fir=True, progressive_input="residual", num_classes=2).eval()
+    cfg = net_config(net)
+    assert cfg == {"class_path": "sde_score.models.ncsnpp.NCSNpp", "init_args": net.init_args}
+    rebuilt = build_net(cfg).eval()
+    rebuilt.load_state_dict(net.state_dict())
+    x, t = torch.randn(3, 1, 8, 8), torch.rand(3)
+    torch.testing.assert_close(rebuilt(x, t), net(x, t))
+    assert net.double()(x.double(), t.double()).dtype == torch.float64
+
+
 def test_bad_configurations_are_named():
     with pytest.raises(ValueError, match="data_shape"):
         _small(data_shape=(1, 6, 6), ch_mult=(1, 2, 2))
