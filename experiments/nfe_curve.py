@@ -1,7 +1,9 @@
 """Sample quality against the number of score evaluations (NFE) for every sampler and SDE on the
-exact mixtures: mode-weight TV and mean log-density gap, one PNG per target.
+exact mixtures: mode-weight TV, mean log-density gap, and the gap to the ideal end point (exact p_eps
+samples + the Tweedie step the ODE-type samplers end with; ``benchmarks.ideal_end_point``) with its
+floor, one PNG per target.
 
-    python experiments/nfe_curve.py                     # ~1.5 minutes on 2 CPU cores
+    python experiments/nfe_curve.py                     # ~5 minutes on 2 CPU cores
 """
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ SWEEP = (
 
 def plot(rows, target: str, path: Path) -> None:
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for (sde, ls) in (("ve", "-"), ("vp", "--")):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    for (sde, ls) in (("ve", "-"), ("vp", "--"), ("subvp", ":")):
         for sampler in dict.fromkeys(r["sampler"] for r in rows):
             sel = sorted((r for r in rows if r["target"] == target and r["sde"] == sde and r["sampler"] == sampler),
                          key=lambda r: r["nfe"])
@@ -38,9 +40,14 @@ def plot(rows, target: str, path: Path) -> None:
             nfe = [r["nfe"] for r in sel]
             axes[0].plot(nfe, [r["tv"] for r in sel], ls, marker="o", ms=3, label=f"{sampler} ({sde})")
             axes[1].plot(nfe, [abs(r["logp_gap"]) for r in sel], ls, marker="o", ms=3)
+            if sel[0]["ideal_gap"] is not None:
+                axes[2].plot(nfe, [max(abs(r["ideal_gap"]), 1e-4) for r in sel], ls, marker="o", ms=3)
     floor = next(r["tv_floor"] for r in rows if r["target"] == target)
     axes[0].axhline(floor, color="gray", lw=1, ls=":", label="statistical floor")
-    for ax, name in zip(axes, ("mode-weight TV", "|mean log-density gap| (nats)")):
+    ideal_floor = max(r["ideal_floor"] for r in rows if r["target"] == target)
+    axes[2].axhline(ideal_floor, color="gray", lw=1, ls=":")
+    for ax, name in zip(axes, ("mode-weight TV", "|mean log-density gap| (nats)",
+                               "|gap to the ideal end point| (nats)")):
         log_log(ax, "NFE", name)
     axes[0].legend(fontsize=6, ncol=2)
     fig.suptitle(f"{target}: quality vs score evaluations (exact score)")
@@ -49,8 +56,8 @@ def plot(rows, target: str, path: Path) -> None:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", default="ring8,gmm16d")
-    p.add_argument("--sdes", default="ve,vp")
+    p.add_argument("--targets", default="ring8,gmm16d,image64")
+    p.add_argument("--sdes", default="ve,vp,subvp")
     p.add_argument("--num-samples", type=int, default=4000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="experiments/results")
