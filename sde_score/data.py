@@ -151,7 +151,7 @@ class Toy2DDataModule(ArrayDataModule):
         self._set_labels(labels, self.sizes)
 
 
-class _Dequantized(Dataset):
+class Dequantized(Dataset):
     """Integer levels k -> model space scale * (k + u) / K + shift, u ~ U[0, 1)^D: fresh noise per
     access for training, a fixed seeded draw for evaluation (reproducible bits/dim).  ``levels``: an
     integer tensor (N, ...) or any sequence of them (e.g. images decoded on access); ``flip``: mirror
@@ -217,7 +217,7 @@ class DigitsDataModule(ArrayDataModule):
         self.num_classes = 10
 
     def _dataset(self, data: torch.Tensor, labels: Optional[torch.Tensor], train: bool) -> Dataset:
-        return _Dequantized(data, self.scaler, fresh=train, seed=self.seed + 1, labels=labels)
+        return Dequantized(data, self.scaler, fresh=train, seed=self.seed + 1, labels=labels)
 
     def dequantized(self, split: str = "test") -> torch.Tensor:
         """The evaluation split in model space with its fixed dequantization noise (N, 1, 8, 8)."""

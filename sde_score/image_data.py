@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .checks import check_int, check_number
-from .data import ArrayDataModule, _Dequantized
+from .data import ArrayDataModule, Dequantized
 from .transforms import AffineScaler
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -77,8 +77,8 @@ class _ImageDataModule(ArrayDataModule):
         return tuple(self.train[0].shape)
 
     def _dataset(self, data, labels: Optional[torch.Tensor], train: bool):
-        return _Dequantized(data, self.scaler, fresh=train, seed=self.seed + 1, labels=labels,
-                            flip=train and self.random_flip)
+        return Dequantized(data, self.scaler, fresh=train, seed=self.seed + 1, labels=labels,
+                           flip=train and self.random_flip)
 
     def dequantized(self, split: str = "test", limit: Optional[int] = None) -> torch.Tensor:
         """The first ``limit`` images of a split in model space with their fixed dequantization noise."""
