@@ -128,6 +128,9 @@ def test_bad_configurations_are_named():
         _small(sigma_input=True, embedding="positional")
     with pytest.raises(ValueError, match="model.normalization"):
         from_score_sde_config(dict(normalization="InstanceNorm++"), dict())
+    cfg = _fixtures()["ddpmpp_vp"]
+    with pytest.raises(ValueError, match="data section lacks centered"):
+        from_score_sde_config(cfg["model_config"], {k: v for k, v in cfg["data_config"].items() if k != "centered"})
 
 
 def test_a_loaded_paper_network_samples_through_wrap(tmp_path):

@@ -425,6 +425,14 @@ def from_score_sde_config(model: Mapping[str, Any], data: Mapping[str, Any]) -> 
     for key, want in fixed.items():
         if key in model and model[key] != want:
             raise ValueError(f"model.{key}={model[key]!r} is not supported (NCSNpp builds {key}={want!r})")
+    need = {"model": ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resblock_type",
+                      "resamp_with_conv", "fir", "fir_kernel", "skip_rescale", "progressive", "progressive_input",
+                      "progressive_combine", "scale_by_sigma", "init_scale"),
+            "data": ("num_channels", "image_size", "centered")}
+    for section, keys in need.items():
+        missing = [k for k in keys if k not in (model if section == "model" else data)]
+        if missing:
+            raise ValueError(f"the paper config's {section} section lacks {', '.join(missing)}")
     embedding = str(model.get("embedding_type", "fourier")).lower()
     return dict(data_shape=(int(data["num_channels"]), int(data["image_size"]), int(data["image_size"])),
                 nf=int(model["nf"]), ch_mult=tuple(model["ch_mult"]), num_res_blocks=int(model["num_res_blocks"]),
