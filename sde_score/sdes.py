@@ -343,17 +343,18 @@ class _LinearBetaSDE(SDE):
     def langevin_scale(self, t):
         return 1 - self.discrete_beta(self.timestep_index(t)).to(t)
 
-    def _discretize(self, x, t):
-        # DDPM: x_i = sqrt(1 - beta_i) x_{i-1} + sqrt(beta_i) z  (eq. 46)
-        beta = self.discrete_beta(self.timestep_index(t)).to(t)
-        return bcast(torch.sqrt(1 - beta), x) * x - x, torch.sqrt(beta)
-
 
 @register_sde("vp")
 class VPSDE(_LinearBetaSDE):
     """Variance preserving SDE (DDPM): dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw (eq. 32)."""
 
     name = "vp"
+
+    def _discretize(self, x, t):
+        # DDPM: x_i = sqrt(1 - beta_i) x_{i-1} + sqrt(beta_i) z  (eq. 46); sub-VP has no such chain and keeps
+        # the Euler discretisation (as the paper code's subVPSDE)
+        beta = self.discrete_beta(self.timestep_index(t)).to(t)
+        return bcast(torch.sqrt(1 - beta), x) * x - x, torch.sqrt(beta)
 
     def _drift_diffusion(self, x, t):
         beta = self._beta(t)

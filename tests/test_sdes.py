@@ -8,7 +8,7 @@ import torch
 import torchsde
 from scipy import stats
 
-from sde_score import SDE, SDES, SubVPSDE, VESDE, VPSDE, get_sde, register_sde
+from sde_score import SDE, SDES, SubVPSDE, VESDE, VPSDE, get_sde, get_target, register_sde, sample
 from sde_score.registry import Registry
 
 ALL = ["ve", "vp", "subvp"]
@@ -175,10 +175,32 @@ def test_few_levels_refuse_only_the_discrete_chain(name):
     x = torch.zeros(2, 3)
     assert torch.isfinite(sde.sde(x, 0.5)[0]).all()
     assert sde.discrete_levels_problem("steps").endswith("steps=20; use steps > 20")
-    for call in (lambda: sde.discretize(x, 0.5), lambda: sde.langevin_scale(torch.full((2,), 0.5))):
+    calls = [lambda: sde.langevin_scale(torch.full((2,), 0.5))]
+    calls += [lambda: sde.discretize(x, 0.5)] if name == "vp" else []  # sub-VP discretises by Euler (below)
+    for call in calls:
         with pytest.raises(ValueError, match=r"beta_max / N < 1 .*N=20; use N > 20"):
             call()
     assert get_sde("ve", N=2).discrete_levels_problem() is None
+
+
+def test_subvp_discretizes_by_euler_as_the_paper_code():
+    """sub-VP has no DDPM chain: f = f(x, t) dt, G = g(t) sqrt(dt) (score_sde's subVPSDE keeps SDE.discretize).
+    It used VP's chain (G^2 = beta_i instead of beta(t) (1 - e^{-2 int beta}) dt, 1/(2 int beta) times too
+    large near t = 0), and reverse diffusion on the stiff image64 diverged at 50 steps (|x| 2e4)."""
+    import math
+
+    sde = get_sde("subvp", N=50)
+    x, t = torch.randn(4, 3, dtype=torch.float64), torch.full((4,), 0.04, dtype=torch.float64)
+    f, G = sde.discretize(x, t)
+    drift, g = sde.sde(x, t)
+    torch.testing.assert_close(f, drift / 50)
+    torch.testing.assert_close(G, g * math.sqrt(1 / 50))
+    target = get_target("image64")
+    from sde_score.metrics import mode_weight_tv, tv_floor
+
+    out = sample(target.score_fn(sde), sde, "pc", shape=(2000, 1, 8, 8), steps=50,
+                 generator=torch.Generator().manual_seed(0), progress=False)
+    assert out.abs().max() < 10 and mode_weight_tv(target, out) < 3 * tv_floor(target, 2000)
 
 
 @pytest.mark.parametrize("t,match", [(1.5, r"t must lie in \[0, T=1.0\], got 1.5"), (-0.1, "got -0.1"),
