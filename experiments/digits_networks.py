@@ -26,7 +26,7 @@ from sde_score.benchmarks import load_yaml
 from sde_score.callbacks import WarmupEMA, save_samples_picture
 from sde_score.data import DigitsDataModule
 from sde_score.evaluation import evaluate, feature_stats
-from sde_score.features import DigitsFeatureNet, train_digits_feature_net
+from sde_score.features import digits_feature_net
 from sde_score.io import write_json
 from sde_score.likelihood import log_likelihood
 from sde_score.metrics import mean_se
@@ -76,14 +76,11 @@ def main(argv=None) -> Dict:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     out = Path(args.out)
-    model_cfg = load_yaml(args.config)["model"]
-    dm = DigitsDataModule(batch_size=load_yaml(args.config)["data"]["init_args"]["batch_size"], seed=args.seed)
+    cfg = load_yaml(args.config)
+    model_cfg = cfg["model"]
+    dm = DigitsDataModule(batch_size=cfg["data"]["init_args"]["batch_size"], seed=args.seed)
     dm.setup()
-    if Path(args.features).is_file():
-        features = DigitsFeatureNet.load(args.features)
-    else:
-        features, _ = train_digits_feature_net(seed=args.seed)
-        features.save(args.features)
+    features = digits_feature_net(args.features, args.seed)
     ref = feature_stats(dm.scaler.to_data(dm.dequantized("train")), features, name="DigitsFeatureNet")
     test = dm.dequantized("test")[: args.num_test]
     rows: List[Dict] = []

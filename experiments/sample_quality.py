@@ -21,7 +21,7 @@ import torch
 from sde_score import sample
 from sde_score.data import DigitsDataModule
 from sde_score.evaluation import evaluate, feature_stats
-from sde_score.features import DigitsFeatureNet, train_digits_feature_net
+from sde_score.features import digits_feature_net
 from sde_score.io import write_json
 from sde_score.module import ScoreModule
 from sde_score.plotting import log_log, pyplot, save_figure
@@ -33,15 +33,6 @@ GRID = {  # method -> (options, steps grid)
     "dpm_solver": ({}, [5, 10, 20, 50]),
 }
 QUICK = {"pc": ({"predictor": "euler_maruyama", "corrector": "none"}, [4]), "dpm_solver": ({}, [4])}
-
-
-def _features(path: Path, seed: int, epochs: int) -> DigitsFeatureNet:
-    if path.is_file():
-        return DigitsFeatureNet.load(path)
-    net, acc = train_digits_feature_net(epochs=epochs, seed=seed)
-    print(f"trained the digits feature network: test accuracy {acc:.3f}; saved to {path}", flush=True)
-    net.save(path)
-    return net
 
 
 def plot(rows: List[Dict], num_samples: int, path: Path) -> None:
@@ -74,7 +65,7 @@ def main(argv=None) -> Dict:
     model = ScoreModule.load(args.ckpt)
     dm = DigitsDataModule(seed=args.seed)
     dm.setup()
-    net = _features(Path(args.features), args.seed, args.feature_epochs)
+    net = digits_feature_net(args.features, args.seed, args.feature_epochs)
     ref = feature_stats(dm.scaler.to_data(dm.dequantized("train")), net, name="DigitsFeatureNet")
     kid = dict(kid_subsets=args.kid_subsets, kid_subset_size=min(args.num_samples, 1000), seed=args.seed)
     real = evaluate(dm.scaler.to_data(dm.dequantized("test")), ref, net, **kid)

@@ -78,9 +78,12 @@ def sampler_quality(targets: Sequence[str], sdes: Sequence[str], n: int, seed: i
         ref_logp, _ = mean_log_prob(target, target.sample(20 * n, torch.Generator().manual_seed(seed + 1)))
         for sname in sdes:
             sde = get_sde(sname)
-            ideal_lp = target.log_prob(ideal_end_point(target, sde, 20 * n, torch.Generator().manual_seed(seed + 3)))
-            ideal_logp = float(ideal_lp.mean())
-            ideal_floor = 1.96 * float(ideal_lp.std()) * (1 / n + 1 / (20 * n)) ** 0.5
+            ideal_logp = ideal_floor = None
+            if any(c[1] in TWEEDIE_END for c in configs):
+                ideal = ideal_end_point(target, sde, 20 * n, torch.Generator().manual_seed(seed + 3))
+                ideal_lp = target.log_prob(ideal)
+                ideal_logp = float(ideal_lp.mean())
+                ideal_floor = 1.96 * float(ideal_lp.std()) * (1 / n + 1 / (20 * n)) ** 0.5
             for label, method, steps, opts in configs:
                 pilot_nfe = 0
                 if opts.get("schedule") == FITTED:

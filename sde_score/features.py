@@ -97,6 +97,18 @@ def train_digits_feature_net(epochs: int = 40, seed: int = 0, batch_size: int = 
     return net, acc
 
 
+def digits_feature_net(path: Union[str, Path], seed: int = 0, epochs: int = 40) -> DigitsFeatureNet:
+    """The digits-FID network saved at ``path``; trained (``train_digits_feature_net``) and saved there first
+    when the file does not exist, so every later score uses the same features."""
+    path = Path(path)
+    if path.is_file():
+        return DigitsFeatureNet.load(path)
+    net, acc = train_digits_feature_net(epochs=epochs, seed=seed)
+    print(f"trained the digits feature network: test accuracy {acc:.3f}; saved to {path}", flush=True)
+    net.save(path)
+    return net
+
+
 def load_extractor(kind: str, path: Optional[Union[str, Path]] = None):
     """An extractor by name: "digits" (a saved ``DigitsFeatureNet``) or "inception" (TorchScript file)."""
     if kind == "digits":

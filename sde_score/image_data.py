@@ -113,15 +113,14 @@ class ImageFolderDataModule(_ImageDataModule):
             return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
         top = images(self.root)
-        classes = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if top and classes and any(images(c) for c in classes):
+        classes = {p: images(p) for p in sorted(self.root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+        if top and any(classes.values()):
             raise ValueError(f"{str(self.root)!r} holds images both directly and in sub-folders; put them all in "
                              f"class sub-folders (labelled) or all directly in it (unlabelled)")
         if top:
             return top, None
         paths, labels = [], []
-        for k, folder in enumerate(classes):
-            found = images(folder)
+        for k, found in enumerate(classes.values()):
             paths += found
             labels += [k] * len(found)
         if not paths:

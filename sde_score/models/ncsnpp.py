@@ -108,7 +108,8 @@ class Resample(nn.Module):
                 self.conv = FIRConv2d(in_ch, out_ch, 3, up=not down, down=down, fir_kernel=fir_kernel)
             else:
                 self.conv = _conv(in_ch, out_ch, 3, stride=2 if down else 1, padding=0 if down else 1)
-        self.register_buffer("filt", fir_filter(fir_kernel, 1.0 if down else 4.0), persistent=False)
+        if fir and not with_conv:  # FIRConv2d holds its own filter
+            self.register_buffer("filt", fir_filter(fir_kernel, 1.0 if down else 4.0), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fir:
@@ -143,7 +144,8 @@ class ResBlock(nn.Module):
             self.skip = _conv(in_ch, out_ch, 1) if in_ch != out_ch or up or down else None
         self.PAPER_NAMES = {"norm0": "GroupNorm_0", "conv0": "Conv_0", "temb": "Dense_0", "norm1": "GroupNorm_1",
                             "conv1": "Conv_1", "skip": "NIN_0" if kind == "ddpm" else "Conv_2"}
-        self.register_buffer("filt", fir_filter(fir_kernel, 4.0 if up else 1.0), persistent=False)
+        if fir and (up or down):
+            self.register_buffer("filt", fir_filter(fir_kernel, 4.0 if up else 1.0), persistent=False)
 
     def _resample(self, x: torch.Tensor) -> torch.Tensor:
         if self.up:
@@ -312,10 +314,10 @@ class NCSNpp(nn.Module):
         if self.progressive != "output_skip":
             self.out_norm = add("out_norm", _norm(ch))
             self.conv_out = add("conv_out", _conv(ch, channels, init_scale=init_scale))
-        # the parameter-free pyramid resampling of output_skip / input_skip
-        self.register_buffer("up_filt", fir_filter(fir_kernel, 4.0), persistent=False)
-        self.register_buffer("down_filt", fir_filter(fir_kernel, 1.0), persistent=False)
         self.fir = fir
+        if fir:  # the parameter-free pyramid resampling of output_skip / input_skip
+            self.register_buffer("up_filt", fir_filter(fir_kernel, 4.0), persistent=False)
+            self.register_buffer("down_filt", fir_filter(fir_kernel, 1.0), persistent=False)
 
     @staticmethod
     def _check_shape(data_shape, levels: int):

@@ -69,20 +69,16 @@ def _method_arguments(name: str, spec: MethodSpec, sde: SDE, steps, eps, options
     return args
 
 
-def _called_in(score_fn, dtype: torch.dtype):
-    """score_fn called with x and t in ``dtype`` (a half-precision model) and answering in x's dtype."""
+def _in_precision(score_fn, dtype: torch.dtype, autocast_device: Optional[torch.device] = None):
+    """score_fn evaluated in ``dtype`` and answering in x's dtype: x and t cast to it (a half-precision
+    model), or, with ``autocast_device``, under autocast to it (a float32 model in mixed precision: matrix
+    products and convolutions in dtype, reductions in float32)."""
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = score_fn(x.to(dtype), t.to(dtype))
-        return out.to(x.dtype) if torch.is_tensor(out) and out.is_floating_point() else out
-    return score
-
-
-def _autocast(score_fn, device: torch.device, dtype: torch.dtype):
-    """score_fn evaluated under autocast to ``dtype`` (mixed precision: matrix products and convolutions in
-    it, reductions in float32), answering in x's dtype."""
-    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=dtype):
-            out = score_fn(x, t)
+        if autocast_device is None:
+            out = score_fn(x.to(dtype), t.to(dtype))
+        else:
+            with torch.autocast(autocast_device.type, dtype=dtype):
+                out = score_fn(x, t)
         return out.to(x.dtype) if torch.is_tensor(out) and out.is_floating_point() else out
     return score
 
@@ -98,12 +94,12 @@ def sampling_precision(model, score_fn, dtype, device: torch.device):
         dtype = check_dtype("dtype", dtype)
         has_params = isinstance(model, torch.nn.Module) and any(True for _ in model.parameters())
         if dtype in HALF_DTYPES and own not in HALF_DTYPES:
-            return _autocast(score_fn, device, dtype), torch.float32
+            return _in_precision(score_fn, dtype, device), torch.float32
         if has_params and dtype != own:
             raise ValueError(f"dtype={dtype} but the model's parameters are {own}: convert the model (e.g. "
                              f"model.to({dtype})) or pass dtype=None")
     if dtype in HALF_DTYPES:  # the solvers' arithmetic in float32, the model in its own precision
-        return _called_in(score_fn, dtype), torch.float32
+        return _in_precision(score_fn, dtype), torch.float32
     return score_fn, dtype
 
 
