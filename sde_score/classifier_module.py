@@ -51,8 +51,8 @@ class ClassifierModule(pl.LightningModule):
             raise ValueError("ClassifierModule needs labelled batches (x, labels); this DataModule yields none")
         x, labels = batch[0], batch[1]
         t = self.eps + (self.sde.T - self.eps) * torch.rand(x.shape[0], device=x.device, dtype=x.dtype)
-        alpha, sigma = self.sde.alpha_sigma(t)
-        x_t = bcast(alpha, x) * x + bcast(sigma, x) * torch.randn_like(x)
+        mean, std = self.sde.marginal_prob(x, t)
+        x_t = mean + bcast(std, x) * torch.randn_like(x)
         logits = self(x_t, t)
         if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
             raise ValueError(f"the network must return logits (B, num_classes), got {tuple(logits.shape)}")
