@@ -37,7 +37,8 @@ VARIANTS = {
 }
 
 
-def _config(base: str, out: Path, name: str, max_steps: int, ema_decay: float, overrides: dict) -> Path:
+def _config(base: str, out: Path, name: str, max_steps: int, ema_decay: float, overrides: dict,
+            fourier_scale: float | None = None) -> Path:
     cfg = load_yaml(base)
     root = out / name
     # Lightning would save last-v1.ckpt next to a previous run's last.ckpt and we would read the stale one.
@@ -47,10 +48,12 @@ def _config(base: str, out: Path, name: str, max_steps: int, ema_decay: float, o
     cfg["trainer"]["callbacks"] = [
         {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
          "init_args": {"dirpath": str(root / "checkpoints"), "save_last": True}},
-        {"class_path": "pytorch_lightning.callbacks.EMAWeightAveraging", "init_args": {"decay": ema_decay}}]
+        {"class_path": "sde_score.callbacks.WarmupEMA", "init_args": {"decay": ema_decay}}]
     for key, value in overrides.items():
         cfg["model"][key.split(".", 1)[1]] = value
     cfg["model"]["val_sample_images"] = 0
+    if fourier_scale is not None:
+        cfg["model"]["net"]["init_args"]["fourier_scale"] = fourier_scale
     path = root / "config.yaml"
     root.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
@@ -66,11 +69,13 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="experiments/results/digits_bpd")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--ema-decay", type=float, default=None,
-                   help="EMA decay of the weights; default min(0.999, 1 - 10 / max_steps), at least 0, so "
-                        "that a short run's average does not still hold the random initial weights")
+    p.add_argument("--ema-decay", type=float, default=0.999,
+                   help="EMA decay of the weights, with the paper code's warm-up (callbacks.WarmupEMA)")
+    p.add_argument("--fourier-scale", type=float, default=None,
+                   help="std of the time embedding's Fourier frequencies (default: the config's network default, "
+                        "1; the paper's networks use 16)")
     args = p.parse_args(argv)
-    ema_decay = max(0.0, min(0.999, 1 - 10 / args.max_steps)) if args.ema_decay is None else args.ema_decay
+    ema_decay = args.ema_decay
     out = Path(args.out)
     dm = DigitsDataModule(seed=args.seed)
     dm.setup()
@@ -82,7 +87,7 @@ def main(argv=None) -> dict:
         mean, se = mean_se(b)
         rows.append(dict(model=name, bpd=mean, stderr=se))
     for name in args.variants.split(","):
-        cfg = _config(args.config, out, name, args.max_steps, ema_decay, VARIANTS[name])
+        cfg = _config(args.config, out, name, args.max_steps, ema_decay, VARIANTS[name], args.fourier_scale)
         print(f"== train {name} ({args.max_steps} steps)", flush=True)
         start = time.perf_counter()
         cli_main(["fit", "--config", str(cfg), "--seed_everything", str(args.seed)])
@@ -101,7 +106,8 @@ def main(argv=None) -> dict:
     print(f"\n{'model':22s} {'test bits/dim':>14s}")
     for r in rows:
         print(f"{r['model']:22s} {r['bpd']:8.3f} +- {r['stderr']:.3f}")
-    result = dict(rows=rows, num_test=len(test), max_steps=args.max_steps, seed=args.seed)
+    result = dict(rows=rows, num_test=len(test), max_steps=args.max_steps, seed=args.seed, ema_decay=ema_decay,
+                  fourier_scale=args.fourier_scale)
     write_json(out / "digits_bpd.json", result)
     return result
 

@@ -36,7 +36,7 @@ class ScoreMLP(nn.Module):
     """
 
     def __init__(self, data_shape: Sequence[int] = (2,), width: int = 128, depth: int = 3,
-                 emb_dim: int = 64, fourier_scale: float = 16.0, out_dim: int | None = None,
+                 emb_dim: int = 64, fourier_scale: float = 1.0, out_dim: int | None = None,
                  num_classes: int | None = None) -> None:
         super().__init__()
         self.data_shape = tuple(int(d) for d in data_shape)

@@ -207,7 +207,7 @@ class NCSNpp(nn.Module):
                  resblock: str = "biggan", resamp_with_conv: bool = True, fir: bool = False,
                  fir_kernel: Sequence[int] = (1, 3, 3, 1), skip_rescale: bool = True, progressive: str = "none",
                  progressive_input: str = "none", progressive_combine: str = "sum", embedding: str = "fourier",
-                 fourier_scale: float = 16.0, time_scale: float = 1.0, sigma_input: bool = False,
+                 fourier_scale: float = 1.0, time_scale: float = 1.0, sigma_input: bool = False,
                  scale_by_sigma: bool = False, centered: bool = True, init_scale: float = 0.0,
                  num_classes: Optional[int] = None) -> None:
         super().__init__()

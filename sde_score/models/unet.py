@@ -62,7 +62,7 @@ class UNet(nn.Module):
 
     def __init__(self, data_shape: Sequence[int] = (1, 8, 8), channels: Sequence[int] = (32, 64),
                  emb_dim: int = 128, attention: bool = True, dropout: float = 0.0,
-                 fourier_scale: float = 16.0, out_dim: int | None = None, num_classes: int | None = None) -> None:
+                 fourier_scale: float = 1.0, out_dim: int | None = None, num_classes: int | None = None) -> None:
         super().__init__()
         self.data_shape = tuple(int(d) for d in data_shape)
         self.init_args = dict(data_shape=list(self.data_shape), channels=list(channels), emb_dim=emb_dim,
