@@ -89,18 +89,24 @@ def test_bench_and_experiments_tiny(tmp_path):
 
 def test_digits_bpd_tiny(tmp_path):
     r = _load("digits_bpd").main(["--variants", "vp", "--max-steps", "3", "--num-test", "4", "--out", str(tmp_path),
-                                  "--no-progress"])
+                                  "--no-progress", "--fourier-scale", "16"])
     models = [row["model"] for row in r["rows"]]
     assert models == ["gaussian_full_cov", "gaussian_per_pixel", "vp"]
+    from sde_score.module import ScoreModule
+
+    net = ScoreModule.load(str(tmp_path / "vp" / "checkpoints" / "last.ckpt")).net
+    assert net.init_args["fourier_scale"] == 16  # the paper's recipe, as asked
     assert (tmp_path / "vp_samples.png").exists()
     path = _load("digits_inpaint").main(["--ckpt", str(tmp_path / "vp" / "checkpoints" / "last.ckpt"),
                                          "--num-images", "2", "--steps", "25", "--num-particles", "2",
                                          "--out", str(tmp_path), "--no-progress"])
     assert path.exists()
-    r = _load("bench_likelihood").main(["--ckpt", str(tmp_path / "vp" / "checkpoints" / "last.ckpt"), "--quick",
-                                        "--out", str(tmp_path)])
+    ckpt = str(tmp_path / "vp" / "checkpoints" / "last.ckpt")
+    r = _load("bench_likelihood").main(["--ckpt", ckpt, "--paper-ckpt", ckpt, "--quick", "--out", str(tmp_path)])
     assert len(r["rows"]) == 3 and (tmp_path / "bench_likelihood_digits.json").exists()
     assert "speedup" in r["equal_accuracy"]
+    # one model as both recipes: the end-to-end rows are the same rows (same probes), so the same summary
+    assert r["end_to_end"]["paper_nfe"] == r["equal_accuracy"]["paper_nfe"]
     # the paper's two-pass procedure solves the same ODE as solver="rk45": same values, same NFE
     from sde_score.data import DigitsDataModule
     from sde_score.module import ScoreModule
