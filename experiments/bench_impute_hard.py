@@ -24,13 +24,13 @@ from sde_score.io import write_json
 from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
 
 
-def conditions(target, quick: bool):
+def conditions(target, quick: bool, noise_std: float = 0.0):
     for offset in (0, 1):
         known = torch.zeros(16, dtype=torch.bool)
         known[offset::2] = True
         for i, j in itertools.combinations(range(target.num_components), 2):
             try:
-                y = target.balanced_observation(known, i, j)
+                y = target.balanced_observation(known, i, j, noise_std)
             except ValueError:  # the two weights never cross on that segment
                 continue
             x = torch.zeros(16, dtype=torch.float64)
@@ -44,7 +44,10 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=200, help="imputations per condition")
     p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--particles", type=int, nargs="+", default=[16, 64])
+    p.add_argument("--particles", type=int, nargs="+", default=[64, 16],
+                   help="SMC particle counts (default ESS threshold 0.02); K=64 also runs with resampling at ESS < K/2")
+    p.add_argument("--noise-std", type=float, default=0.0,
+                   help="observation noise: y = x_known + noise_std z (the posterior then covers every coordinate)")
     p.add_argument("--sdes", nargs="+", default=["vp", "ve"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
@@ -54,33 +57,39 @@ def main(argv=None) -> dict:
         args.n, args.steps, args.particles, args.sdes = 20, 30, [4], ["vp"]
     target = sde_score.get_target("gmm16d")
     rows = []
-    print(f"{'condition':<16} {'sde':<3} {'method':<10} {'TV':>6} {'floor':>6} {'gap':>7} {'se':>5} {'minESS':>7} "
+    print(f"{'condition':<16} {'sde':<3} {'method':<16} {'TV':>6} {'floor':>6} {'gap':>7} {'se':>5} {'minESS':>7} "
           f"{'NFE':>5}")
-    for name, known, x in conditions(target, args.quick):
-        cond = target.conditional(known, x)
+    for name, known, x in conditions(target, args.quick, args.noise_std):
+        A = torch.eye(16, dtype=torch.float64)[known]
+        # noise-free: the conditional of the unknown part; noisy: the posterior of every coordinate
+        cond = target.conditional(known, x) if args.noise_std == 0 else target.posterior(A, x[known], args.noise_std)
+        part = ~known if args.noise_std == 0 else torch.ones(16, dtype=torch.bool)
         exact = cond.sample(args.n, torch.Generator().manual_seed(args.seed + 1), dtype=torch.float64)
         lp_exact, se_exact = mean_log_prob(cond, exact)
         floor = tv_floor(cond, args.n)
         for sde_name in args.sdes:
             sde = sde_score.get_sde(sde_name)
             runs = [("smc", dict(num_particles=k), f"smc K={k}") for k in args.particles]
+            if 64 in args.particles:
+                runs.append(("smc", dict(num_particles=64, ess_threshold=0.5), "smc K=64 ESS<K/2"))
             runs.append(("replacement", {}, "replace"))
             for method, opts, label in runs:
                 x_known = x[None].expand(args.n, 16).float().clone()
                 out, info = sde_score.impute(target.score_fn(sde), x_known, known, sde, method, steps=args.steps,
-                                             return_info=True, progress=False,
+                                             noise_std=args.noise_std, return_info=True, progress=False,
                                              generator=torch.Generator().manual_seed(args.seed), **opts)
-                xu = out[:, ~known].double()
+                xu = out[:, part].double()
                 lp, se = mean_log_prob(cond, xu)
                 ess = min(info.extra["ess"]) if "ess" in info.extra else float("nan")
                 row = dict(condition=name, sde=sde_name, method=label, tv=mode_weight_tv(cond, xu), floor=floor,
                            gap=lp - lp_exact, gap_se=math.hypot(se, se_exact), min_ess=ess, nfe=info.nfe,
                            weights_exact=cond.weights.tolist(), n=args.n, steps=args.steps)
                 rows.append(row)
-                print(f"{name:<16} {sde_name:<3} {label:<10} {row['tv']:>6.3f} {floor:>6.3f} {row['gap']:>7.2f} "
+                print(f"{name:<16} {sde_name:<3} {label:<16} {row['tv']:>6.3f} {floor:>6.3f} {row['gap']:>7.2f} "
                       f"{row['gap_se']:>5.2f} {ess:>7.1f} {info.nfe:>5}")
-    result = dict(rows=rows, seed=args.seed, n=args.n, steps=args.steps)
-    write_json(Path(args.out) / "bench_impute_hard.json", result)
+    result = dict(rows=rows, seed=args.seed, n=args.n, steps=args.steps, noise_std=args.noise_std)
+    suffix = "" if args.noise_std == 0 else f"_noise{args.noise_std:g}"
+    write_json(Path(args.out) / f"bench_impute_hard{suffix}.json", result)
     return result
 
 

@@ -144,7 +144,7 @@ def reconstruction_args(doc: str, argv=None, default_ckpt: str = "outputs/digits
     p.add_argument("--ckpt", default=default_ckpt)
     p.add_argument("--num-images", type=int, default=10)
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--num-particles", type=int, default=8)
+    p.add_argument("--num-particles", type=int, default=64, help="SMC particles per image (the library default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="experiments/results")
     p.add_argument("--no-progress", action="store_true")

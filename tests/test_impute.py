@@ -61,6 +61,9 @@ def test_smc_imputation_matches_exact_conditional_and_replacement_is_biased():
     (dict(ess_threshold=5), r"ess_threshold must lie in \[0, 1\]"),
     (dict(x_known=torch.zeros(0, 16)), "x_known is an empty batch"),
     (dict(x_known=torch.zeros(2, 16, dtype=torch.long)), "x_known must be a floating tensor"),
+    (dict(noise_std=torch.zeros(3)), r"noise_std must be a number or broadcast to x_known's shape \(2, 16\)"),
+    (dict(noise_std=torch.tensor(float("inf"))), "noise_std must be finite and >= 0"),
+    (dict(noise_std=-1.0), "noise_std must be"),
 ])
 def test_impute_errors(kwargs, match):
     target, sde = get_target("bimodal16d"), get_sde("vp")

@@ -1,9 +1,12 @@
-"""solve_inverse: the SVD reduction of a noise-free linear inverse problem to imputation, against the exact
-posterior of a mixture (``GaussianMixture.posterior``)."""
+"""solve_inverse: the SVD reduction of a linear inverse problem (noise-free or noisy) to imputation, against the
+exact posterior of a mixture (``GaussianMixture.posterior``)."""
+import math
+
 import pytest
 import torch
 
-from sde_score import GaussianMixture, get_sde, get_target, solve_inverse
+from sde_score import GaussianMixture, get_sde, get_target, impute, solve_inverse
+from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
 
 from samplers_helpers import assert_mode_moments
 
@@ -54,8 +57,70 @@ def test_operator_objects_and_matrices_give_the_same_samples():
     torch.testing.assert_close(a, b)
 
 
+def _colorize() -> torch.Tensor:
+    """The channel mean of a (3, 2, 2) image: colorization's observation, (4, 12)."""
+    A = torch.zeros(4, 12, dtype=torch.float64)
+    for p in range(4):
+        A[p, [p, 4 + p, 8 + p]] = 1 / 3
+    return A
+
+
+def _operator(name: str):
+    g = get_target("gmm16d")
+    if name == "colorize":  # gmm16d's first 12 coordinates as a (3, 2, 2) colour image
+        return GaussianMixture(g.weights, g.means[:, :12], g.covs[:, :12, :12], data_shape=(3, 2, 2)), _colorize()
+    if name == "pool":
+        return _image_target(), _pool2x2()
+    return _image_target(), torch.randn(6, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64) / 4
+
+
+@pytest.mark.parametrize("op,noise_std,sde_name", [
+    ("colorize", 0.5, "vp"), ("colorize", 0.1, "ve"), ("pool", 0.1, "vp"), ("pool", 0.5, "ve"),
+    ("projection", 0.5, "vp"), ("projection", 0.1, "ve")])
+def test_noisy_inverse_problems_match_the_exact_posterior(op, noise_std, sde_name):
+    """y = A x + noise_std z for a draw x, A colorization / 2 x 2 pooling / a random projection: mode-weight TV
+    within 3 floors + 0.01 and the mean exact log-density of the samples within 4 standard errors of exact
+    draws'.  Noisy entries are released from their forward path at the time their noise level is reached, so
+    they are sampled, not fixed.  Observations between two modes are #13 item 1's open problem, measured
+    with noise in experiments/bench_impute_hard.py, not asserted here."""
+    target, A = _operator(op)
+    sde, n = get_sde(sde_name), 400
+    x0 = target.sample(1, torch.Generator().manual_seed(5), dtype=torch.float64).reshape(-1)
+    y = A @ x0 + noise_std * torch.randn(A.shape[0], generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    post = target.posterior(A, y, noise_std)
+    x = solve_inverse(target.score_fn(sde), y[None].expand(n, -1).float(), A, sde, noise_std=noise_std,
+                      data_shape=target.data_shape, steps=300, generator=torch.Generator().manual_seed(0),
+                      progress=False)  # the default 64 particles
+    x = x.double()
+    tv, floor = mode_weight_tv(post, x), tv_floor(post, n)
+    assert tv <= 3 * floor + 0.01, (tv, floor, post.weights)
+    lp, se = mean_log_prob(post, x)
+    lp_exact, se_exact = mean_log_prob(post, post.sample(n, torch.Generator().manual_seed(1), dtype=torch.float64))
+    assert abs(lp - lp_exact) < 4 * math.hypot(se, se_exact), (lp - lp_exact, math.hypot(se, se_exact))
+    resid = (x.reshape(n, -1) @ A.T - y).std(0)  # the samples' misfit is the noise's scale, not 0
+    assert bool((resid > 0.2 * noise_std).all() and (resid < 3 * noise_std).all()), resid
+
+
+def test_impute_with_noisy_entries_resamples_them():
+    """A noisy known entry is sampled (its posterior spread is below the noise, not 0); noise-free ones are kept.
+    One 2-D Gaussian component: x_1 known exactly, x_0 observed with noise 0.3: exact posterior of x_0 by hand."""
+    target = GaussianMixture([1.0], [[0.0, 0.0]], [[[1.0, 0.6], [0.6, 1.0]]])
+    sde, n = get_sde("vp"), 2000
+    x_known = torch.tensor([[0.8, 0.5]]).expand(n, 2).clone()
+    noise = torch.tensor([0.3, 0.0])
+    out = impute(target.score_fn(sde), x_known, torch.tensor([True, True]), sde, noise_std=noise, steps=200,
+                 num_particles=4, generator=torch.Generator().manual_seed(0), progress=False).double()
+    assert torch.equal(out[:, 1], x_known[:, 1].double())
+    # prior of x_0 given x_1 = 0.5: N(0.3, 0.64); with y_0 = 0.8 observed with var 0.09: Gaussian posterior
+    prec = 1 / 0.64 + 1 / 0.09
+    mean, sd = (0.3 / 0.64 + 0.8 / 0.09) / prec, prec ** -0.5
+    assert abs(float(out[:, 0].mean()) - mean) < 4 * sd / math.sqrt(n)
+    assert abs(float(out[:, 0].std()) / sd - 1) < 4 / math.sqrt(2 * n)
+
+
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(noise_std=0.1), "noise-free observations only"),
+    (dict(noise_std=-0.1), "noise_std must be"),
+    (dict(noise_std=1e6), "at or above the SDE's largest noise level"),
     (dict(operator=torch.zeros(4, 9)), r"operator must be \(m, 16\)"),
     (dict(operator=torch.zeros(4, 16)), "full row rank"),
     (dict(y=torch.zeros(2, 3)), r"y must have shape \(B, 4\)"),

@@ -1,10 +1,10 @@
-"""Linear inverse problems y = A x: noise-free observations reduce exactly to imputation.
+"""Linear inverse problems y = A x + noise_std z reduce exactly to imputation.
 
 With A = U S V^T (SVD, A (m, D) of full row rank), the coordinates x' = V^T x have their first m entries
-fixed by the observation, x'_{1:m} = S^-1 U^T y, and the rest free.  Every SDE here perturbs with isotropic
+observed, x'_{1:m} + (noise_std / S) z' = S^-1 U^T y with z' = U^T z ~ N(0, I), and the rest free.  Every SDE here perturbs with isotropic
 noise, so in x' the forward process is the same and the score is V^T s(V x', t): the posterior p(x | y) is
-the imputation of x'_{m+1:D} given x'_{1:m} for the rotated model (Kawar et al. 2021, SNIPS / DDRM use the same
-spectral reduction).  ``impute`` is the case A = a row selection.
+the imputation of x'_{m+1:D} given x'_{1:m} (observed with noise noise_std / S_i each) for the rotated model
+(Kawar et al. 2021, SNIPS / DDRM use the same spectral reduction).  ``impute`` is the case A = a row selection.
 """
 from __future__ import annotations
 
@@ -36,18 +36,18 @@ def solve_inverse(model, y: torch.Tensor, operator, sde: Union[str, SDE, None] =
                   method: str = "smc", steps: Optional[int] = None, eps: Optional[float] = None,
                   data_shape=None, generator: Optional[torch.Generator] = None, progress: bool = True,
                   return_info: bool = False, **options):
-    """Samples of p(x | y) for y = A x (B, m) observed without noise: ``impute`` in the SVD coordinates of A.
+    """Samples of p(x | y) for y = A x + noise_std z (B, m): ``impute`` in the SVD coordinates of A.
 
     Args:
         model, sde: as for ``sample`` / ``impute``; data_shape: one sample's shape when the model does not say.
         operator: A as an (m, D) tensor (D = prod(data_shape)) or an object with ``A(x)`` (x (N, *data_shape) ->
             (N, m)); full row rank.
-        noise_std: only 0 (noise-free) is supported: a noisy observation needs a sampler of its own (issue #13).
+        noise_std: std of the Gaussian observation noise (model space), >= 0; with noise the samples only
+            approximately satisfy A x = y, as the posterior does.
         method, steps, eps, options: passed to ``impute`` ("smc" (default) or "replacement").
     Returns (B, *data_shape), or (samples, SampleInfo).
     """
-    if check_number("noise_std", noise_std, nonneg=True) > 0:
-        raise ValueError(f"noise_std={noise_std}: solve_inverse supports noise-free observations only so far")
+    noise_std = check_number("noise_std", noise_std, nonneg=True)
     score_fn, sde, model_shape, _ = resolve_model(model, sde)
     shape = tuple(model_shape or data_shape or ())
     if not shape:
@@ -67,13 +67,15 @@ def solve_inverse(model, y: torch.Tensor, operator, sde: Union[str, SDE, None] =
     known = torch.zeros(y.shape[0], D, dtype=torch.float64, device=y.device)
     known[:, :m] = (y.to(torch.float64) @ U.to(y.device)) / S.to(y.device)
     mask = torch.arange(D, device=y.device) < m
+    coord_std = torch.zeros(D, dtype=torch.float64, device=y.device)
+    coord_std[:m] = noise_std / S.to(y.device)  # the noise on x'_i = (U^T y)_i / S_i
 
     def rotated(xr: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # V^T s(V x', t) with row vectors
         x = (xr.to(torch.float64) @ Vh).to(xr.dtype).reshape((xr.shape[0],) + shape)
         return (score_fn(x, t).reshape(xr.shape[0], D).to(torch.float64) @ Vh.T).to(xr.dtype)
 
-    out = impute(rotated, known.to(dtype), mask, sde, method, steps=steps, eps=eps, generator=generator,
-                 progress=progress, return_info=return_info, **options)
+    out = impute(rotated, known.to(dtype), mask, sde, method, noise_std=coord_std, steps=steps, eps=eps,
+                 generator=generator, progress=progress, return_info=return_info, **options)
     xr, info = out if return_info else (out, None)
     x = (xr.to(torch.float64) @ Vh).to(dtype).reshape((y.shape[0],) + shape)
     return (x, info) if return_info else x
