@@ -136,10 +136,10 @@ def equal_accuracy(paper_rows: List[Dict], default_rows: List[Dict]) -> Dict:
     summary = dict(paper_mae=paper[0]["mae"], paper_seconds=paper[0]["seconds"], paper_nfe=paper[0]["nfe"],
                    default_seconds=t_default, speedup=None if t_default is None else paper[0]["seconds"] / t_default,
                    speedup_is_lower_bound=bound)
+    note = " (its loosest tolerance is already more accurate)" if bound else ""
+    speedup = "n/a" if t_default is None else (">= " if bound else "") + str(round(summary["speedup"], 2))
     print(f"at the paper's accuracy (tol 1e-5, MAE {paper[0]['mae']:.2e}): paper {paper[0]['seconds']:.2f}s, "
-          f"default {'n/a' if t_default is None else round(t_default, 2)}s{' (its loosest tolerance is already more accurate)' if bound else ''}, "
-          f"speed-up {'n/a' if t_default is None else ('>= ' if bound else '') + str(round(summary['speedup'], 2))}",
-          flush=True)
+          f"default {'n/a' if t_default is None else round(t_default, 2)}s{note}, speed-up {speedup}", flush=True)
     return summary
 
 
