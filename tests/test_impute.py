@@ -64,6 +64,7 @@ def test_smc_imputation_matches_exact_conditional_and_replacement_is_biased():
     (dict(noise_std=torch.zeros(3)), r"noise_std must be a number or broadcast to x_known's shape \(2, 16\)"),
     (dict(noise_std=torch.tensor(float("inf"))), "noise_std must be finite and >= 0"),
     (dict(noise_std=-1.0), "noise_std must be"),
+    (dict(noise_std=1e6), r"observation noise 1e\+06 \(model space\) is at or above the SDE's largest noise level"),
 ])
 def test_impute_errors(kwargs, match):
     target, sde = get_target("bimodal16d"), get_sde("vp")

@@ -120,7 +120,7 @@ def test_impute_with_noisy_entries_resamples_them():
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(noise_std=-0.1), "noise_std must be"),
-    (dict(noise_std=1e6), "at or above the SDE's largest noise level"),
+    (dict(noise_std=1e6), r"noise_std / \(smallest singular value of the operator\) = 2e\+06 reaches"),
     (dict(operator=torch.zeros(4, 9)), r"operator must be \(m, 16\)"),
     (dict(operator=torch.zeros(4, 16)), "full row rank"),
     (dict(y=torch.zeros(2, 3)), r"y must have shape \(B, 4\)"),

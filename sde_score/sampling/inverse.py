@@ -68,6 +68,11 @@ def solve_inverse(model, y: torch.Tensor, operator, sde: Union[str, SDE, None] =
     known = torch.zeros(y.shape[0], D, dtype=torch.float64, device=y.device)
     known[:, :m] = (y.to(torch.float64) @ U.to(y.device)) / S.to(y.device)
     mask = torch.arange(D, device=y.device) < m
+    s_T = float(sde.edm_sigma(torch.tensor(sde.T, dtype=torch.float64)))
+    if noise_std / float(S.min()) >= s_T:
+        raise ValueError(f"noise_std / (smallest singular value of the operator) = {noise_std / float(S.min()):.4g} "
+                         f"reaches the SDE's largest noise level sigma(T)/alpha(T) = {s_T:.4g}: that direction of y "
+                         f"says less than the prior; lower noise_std or drop the weakest rows of the operator")
     coord_std = torch.zeros(D, dtype=torch.float64, device=y.device)
     coord_std[:m] = noise_std / S.to(y.device)  # the noise on x'_i = (U^T y)_i / S_i
 
