@@ -164,6 +164,10 @@ def test_bench_impute_hard_tiny(tmp_path):
     assert [row["method"] for row in r["rows"]] == ["smc K=4", "replace"]
     assert all(0 <= row["tv"] <= 1 and row["nfe"] > 0 for row in r["rows"]) and r["rows"][0]["min_ess"] <= 4
     assert (tmp_path / "bench_impute_hard.json").exists()
+    r = _load("bench_impute_hard").main(["--quick", "--noise-std", "0.3", "--compare-resampling", "--out",
+                                         str(tmp_path)])
+    assert [row["method"] for row in r["rows"]] == ["smc K=4", "smc K=64 ESS<K/2", "replace"]
+    assert r["noise_std"] == 0.3 and (tmp_path / "bench_impute_hard_noise0.3.json").exists()
 
 
 def test_digits_superres_tiny(tmp_path, capsys):
