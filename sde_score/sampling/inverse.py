@@ -3,9 +3,9 @@
 With A = U S V^T (SVD, A (m, D) of full row rank), the coordinates x' = V^T x have their first m entries
 observed, x'_{1:m} + (noise_std / S) z' = S^-1 U^T y with z' = U^T z ~ N(0, I), and the rest free.  Every
 SDE here perturbs with isotropic noise, so in x' the forward process is the same and the score is
-V^T s(V x', t): the posterior p(x | y) is
-the imputation of x'_{m+1:D} given x'_{1:m} (observed with noise noise_std / S_i each) for the rotated model
-(Kawar et al. 2021, SNIPS / DDRM use the same spectral reduction).  ``impute`` is the case A = a row selection.
+V^T s(V x', t): the posterior p(x | y) is the imputation of x'_{m+1:D} given x'_{1:m} (observed with noise
+noise_std / S_i each) for the rotated model (Kawar et al. 2021, SNIPS / DDRM use the same spectral
+reduction).  ``impute`` is the case A = a row selection.
 """
 from __future__ import annotations
 
