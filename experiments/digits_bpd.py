@@ -75,7 +75,6 @@ def main(argv=None) -> dict:
                    help="std of the time embedding's Fourier frequencies (default: the config's network default, "
                         "1; the paper's networks use 16)")
     args = p.parse_args(argv)
-    ema_decay = args.ema_decay
     out = Path(args.out)
     dm = DigitsDataModule(seed=args.seed)
     dm.setup()
@@ -87,7 +86,7 @@ def main(argv=None) -> dict:
         mean, se = mean_se(b)
         rows.append(dict(model=name, bpd=mean, stderr=se))
     for name in args.variants.split(","):
-        cfg = _config(args.config, out, name, args.max_steps, ema_decay, VARIANTS[name], args.fourier_scale)
+        cfg = _config(args.config, out, name, args.max_steps, args.ema_decay, VARIANTS[name], args.fourier_scale)
         print(f"== train {name} ({args.max_steps} steps)", flush=True)
         start = time.perf_counter()
         cli_main(["fit", "--config", str(cfg), "--seed_everything", str(args.seed)])
@@ -106,7 +105,7 @@ def main(argv=None) -> dict:
     print(f"\n{'model':22s} {'test bits/dim':>14s}")
     for r in rows:
         print(f"{r['model']:22s} {r['bpd']:8.3f} +- {r['stderr']:.3f}")
-    result = dict(rows=rows, num_test=len(test), max_steps=args.max_steps, seed=args.seed, ema_decay=ema_decay,
+    result = dict(rows=rows, num_test=len(test), max_steps=args.max_steps, seed=args.seed, ema_decay=args.ema_decay,
                   fourier_scale=args.fourier_scale)
     write_json(out / "digits_bpd.json", result)
     return result

@@ -67,6 +67,14 @@ def _check_noise(noise_std, x_known: torch.Tensor) -> Optional[torch.Tensor]:
     return c if bool((c > 0).any()) else None
 
 
+def _noise_and_release(sde: SDE, obs_std: Optional[torch.Tensor], x_known: torch.Tensor, mask: torch.Tensor,
+                       eps: float):
+    """(c, release): the observation noise of every entry (float64 like x_known, 0 = noise-free) and its release
+    time (``_release_times``)."""
+    c = torch.zeros_like(x_known, dtype=torch.float64) if obs_std is None else obs_std.to(torch.float64)
+    return c, _release_times(sde, c, mask, eps)
+
+
 def _release_times(sde: SDE, obs_std: torch.Tensor, known: torch.Tensor, eps: float) -> torch.Tensor:
     """Per entry, the time t_i at which the SDE's noise level sigma(t)/alpha(t) equals the entry's observation
     noise c_i: y_i = x_0,i + c_i z is distributed as x_{t_i,i} / alpha(t_i), so a noisy observation is a
@@ -130,36 +138,35 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
     if ess_threshold > 1:
         raise ValueError(f"ess_threshold must lie in [0, 1] (a fraction of num_particles), got {ess_threshold}")
     B, device = x_known.shape[0], x_known.device
-    c = torch.zeros_like(x_known, dtype=torch.float64) if obs_std is None else obs_std.to(torch.float64)
-    release = _release_times(sde, c, mask, eps)
+    c, release = _noise_and_release(sde, obs_std, x_known, mask, eps)
     ts = time_grid(sde, steps, eps, device).to(torch.float64)
     extra = release[torch.isfinite(release)]
     if extra.numel():  # each noisy entry is released exactly at its own time
         ts = torch.cat([ts, extra]).unique().flip(0)
-    rep = lambda v: v.repeat_interleave(K, 0)  # noqa: E731 - (B, ...) -> (B*K, ...)
-    pinned = lambda j: rep(mask & (ts[j] >= release))  # noqa: E731 - entries held to the path at ts[j]
+    shape = tuple(x_known.shape[1:])
+    # particles live as (B, K, ...) views: the condition's path and pinned mask broadcast over K, no copies
+    pinned = lambda j: (mask & (ts[j] >= release)).unsqueeze(1)  # noqa: E731 - (B, 1, ...) held at ts[j]
     y = torch.where(mask, x_known, torch.zeros_like(x_known))
-    path = _observation_path(sde, ts, y, c, generator)  # (L, B, ...): one path per condition
+    path = _observation_path(sde, ts, y, c, generator).unsqueeze(2)  # (L, B, 1, ...): one path per condition
     tx = ts.to(x_known.dtype)
-    m = pinned(0)
-    x = torch.where(m, rep(path[0]), sde.prior_sampling((B * K,) + x_known.shape[1:], generator, device=device,
-                                                        dtype=x_known.dtype))
+    prior = sde.prior_sampling((B * K,) + shape, generator, device=device, dtype=x_known.dtype)
+    x = torch.where(pinned(0), path[0], prior.view((B, K) + shape)).reshape((B * K,) + shape)
     log_w = torch.zeros(B, K, dtype=torch.float64, device=device)
     ess_trace, resampled = [], 0
     rsde = sde.reverse(score_fn)
     for i in progress_bar(range(len(ts) - 1), progress, "impute[smc]"):
         dt = float(ts[i] - ts[i + 1])
         drift, g = rsde.sde(x, tx[i].expand(B * K))
-        mean = x - drift * dt
+        mean = (x - drift * dt).view((B, K) + shape)
         std = g * math.sqrt(dt)
-        m = pinned(i + 1)
-        y_next = rep(path[i + 1])
+        m, y_next = pinned(i + 1), path[i + 1]
         # reverse-kernel log-density of the pinned part: log N(y_next; mean_pinned, std^2)
-        sq = ((y_next - mean) * m).flatten(1).pow(2).sum(1).to(torch.float64)
-        std64 = std.to(torch.float64)
-        n_pinned = m.flatten(1).sum(1).to(torch.float64)
-        log_w = log_w + (-0.5 * sq / std64 ** 2 - n_pinned * torch.log(std64)).reshape(B, K)
-        x = torch.where(m, y_next, mean + bcast(std, x) * gaussian_like(x, generator))
+        sq = ((y_next - mean) * m).flatten(2).pow(2).sum(2).to(torch.float64)
+        std64 = std.to(torch.float64).view(B, K)
+        n_pinned = m.flatten(2).sum(2).to(torch.float64)
+        log_w = log_w + (-0.5 * sq / std64 ** 2 - n_pinned * torch.log(std64))
+        proposal = mean + bcast(std, x).view((B, K) + (1,) * len(shape)) * gaussian_like(mean, generator)
+        x = torch.where(m, y_next, proposal).reshape((B * K,) + shape)
         check_state(x, i, tx[i])
         ess = 1.0 / torch.softmax(log_w, 1).pow(2).sum(1)
         ess_trace.append(ess.mean())
@@ -189,8 +196,7 @@ def replacement_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Te
     with noise c is replaced only while sigma_e(t) >= c (as ``smc_impute``), then sampled."""
     from .pc import pc_sample
 
-    c = torch.zeros_like(x_known, dtype=torch.float64) if obs_std is None else obs_std.to(torch.float64)
-    release = _release_times(sde, c, mask, eps)
+    c, release = _noise_and_release(sde, obs_std, x_known, mask, eps)
     y = torch.where(mask, x_known, torch.zeros_like(x_known))
 
     def replace(x: torch.Tensor, x_mean: torch.Tensor, t_next: float):
