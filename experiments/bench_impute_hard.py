@@ -8,7 +8,8 @@ weights 0.1/0.2/0.3/0.4), every other coordinate observed (offsets 0 and 1), the
 Per condition, SDE and method: mode-weight TV against the exact conditional weights and its floor
 (the expected TV of as many exact draws), the mean exact log-density of the imputed part minus that of
 exact draws (gap, nats) with its standard error, the SMC's smallest mean ESS over the steps, NFE.
-Prints a table and writes bench_impute_hard.json under --out.
+``--dps 0.1 1`` adds the DPS baseline at those step sizes; ``--particles 16 64 256`` shows how the SMC's
+error changes with the particle count.  Prints a table and writes bench_impute_hard.json under --out.
 """
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ def main(argv=None) -> dict:
     p.add_argument("--compare-resampling", action="store_true",
                    help="also K=64 with resampling at ESS < K/2 (the default before #13's change)")
     p.add_argument("--no-replacement", action="store_true", help="skip the replacement baseline")
+    p.add_argument("--dps", type=float, nargs="*", default=[], metavar="SCALE",
+                   help="also DPS (approximate baseline) at these step sizes zeta'")
     p.add_argument("--noise-std", type=float, default=0.0,
                    help="observation noise: y = x_known + noise_std z (the posterior then covers every coordinate)")
     p.add_argument("--sdes", nargs="+", default=["vp", "ve"])
@@ -77,6 +80,7 @@ def main(argv=None) -> dict:
                 runs.append(("smc", dict(num_particles=64, ess_threshold=0.5), "smc K=64 ESS<K/2"))
             if not args.no_replacement:
                 runs.append(("replacement", {}, "replace"))
+            runs += [("dps", dict(scale=s), f"dps {s:g}") for s in args.dps]
             for method, opts, label in runs:
                 x_known = x[None].expand(args.n, 16).float().clone()
                 out, info = sde_score.impute(target.score_fn(sde), x_known, known, sde, method, steps=args.steps,

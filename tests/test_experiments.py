@@ -160,8 +160,8 @@ def test_digits_guidance_tiny(tmp_path):
 
 
 def test_bench_impute_hard_tiny(tmp_path):
-    r = _load("bench_impute_hard").main(["--quick", "--out", str(tmp_path)])
-    assert [row["method"] for row in r["rows"]] == ["smc K=4", "replace"]
+    r = _load("bench_impute_hard").main(["--quick", "--dps", "0.5", "--out", str(tmp_path)])
+    assert [row["method"] for row in r["rows"]] == ["smc K=4", "replace", "dps 0.5"]
     assert all(0 <= row["tv"] <= 1 and row["nfe"] > 0 for row in r["rows"]) and r["rows"][0]["min_ess"] <= 4
     assert (tmp_path / "bench_impute_hard.json").exists()
     r = _load("bench_impute_hard").main(["--quick", "--noise-std", "0.3", "--compare-resampling", "--out",

@@ -4,8 +4,9 @@ Modules: ``api`` (entry points), ``methods`` (registry and contract), ``model`` 
 counted runs, SampleInfo), ``state`` (checks, noise, progress, callback record), ``schedules`` (time
 grids and noise levels), ``denoiser`` (Tweedie / EDM denoiser); one module per method: ``pc``,
 ``langevin``, ``reverse_sde``, ``ode``, ``heun``, ``dpm_solver``, ``sde_adaptive`` (with
-``brownian``); ``impute``.  Every module of this package is imported here, so a new method is one
-module whose function carries ``@register_method``: nothing else names it.
+``brownian``); ``impute`` (SMC and replacement), ``dps``, ``inverse``.  Every module of this package
+is imported here, so a new method is one module whose function carries ``@register_method``: nothing
+else names it.
 """
 import importlib as _importlib
 import pkgutil as _pkgutil

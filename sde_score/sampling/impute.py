@@ -32,11 +32,12 @@ import torch
 from ..checks import check_batch, check_choice, check_eps, check_int, check_number
 from ..sdes import SDE, bcast
 from .denoiser import final_denoise
+from .dps import dps_impute
 from .model import counted_run, resolve_model
 from .schedules import time_grid
 from .state import check_output, check_state, gaussian_like, progress_bar
 
-IMPUTE_METHODS = ("smc", "replacement")
+IMPUTE_METHODS = ("smc", "replacement", "dps")
 
 
 def _check_inputs(x_known: torch.Tensor, mask: torch.Tensor, data_shape) -> torch.Tensor:
@@ -227,8 +228,9 @@ def impute(model, x_known: torch.Tensor, mask: torch.Tensor, sde: Union[str, SDE
             x_known are ignored (NaN allowed there).
         noise_std: the known entries are x_0 + noise_std z (model space): a number or a tensor broadcastable
             to x_known, >= 0 (0: noise-free, returned as given; > 0: those entries are sampled as well).
-        method: "smc" (default; options num_particles, ess_threshold, denoise) or "replacement"
-            (options of the PC sampler: predictor, corrector, snr, ...).
+        method: "smc" (default; options num_particles, ess_threshold, denoise), "replacement"
+            (options of the PC sampler: predictor, corrector, snr, ...) or "dps" (approximate baseline,
+            ``sampling.dps``; option scale).
         steps: reverse-time steps (default sde.N); eps: final time (default sde.default_eps).
     Returns (B, ...) with the noise-free known entries equal to x_known, or (samples, SampleInfo); for "smc"
     ``info.extra`` holds ``ess`` (the effective sample size after each step, mean over conditions),
@@ -240,10 +242,10 @@ def impute(model, x_known: torch.Tensor, mask: torch.Tensor, sde: Union[str, SDE
     obs_std = _check_noise(noise_std, x_known)
     steps = sde.N if steps is None else check_int("steps", steps, minimum=2)
     eps = check_eps(eps, sde)
-    fn = smc_impute if method == "smc" else replacement_impute
+    fn = {"smc": smc_impute, "replacement": replacement_impute, "dps": dps_impute}[method]
     if method == "smc":
         options["record"] = {}
-    with counted_run(score_fn, f"impute[{method}]") as (counter, info):
+    with counted_run(score_fn, f"impute[{method}]", grad=method == "dps") as (counter, info):
         x = fn(counter, sde, x_known, mask, steps=steps, eps=eps, obs_std=obs_std, generator=generator,
                progress=progress, **options)
     info.extra.update(options.get("record", {}))  # smc: the ESS after each step, mean over conditions

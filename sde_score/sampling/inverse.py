@@ -45,7 +45,8 @@ def solve_inverse(model, y: torch.Tensor, operator, sde: Union[str, SDE, None] =
             (N, m)); full row rank.
         noise_std: std of the Gaussian observation noise (model space), >= 0; with noise the samples only
             approximately satisfy A x = y, as the posterior does.
-        method, steps, eps, options: passed to ``impute`` ("smc" (default) or "replacement").
+        method, steps, eps, options: passed to ``impute`` ("smc" (default), "replacement" or "dps"; DPS's
+            residual is ||y - A x0_hat|| in the original space).
     Returns (B, *data_shape), or (samples, SampleInfo).
     """
     noise_std = check_number("noise_std", noise_std, nonneg=True)
@@ -80,6 +81,8 @@ def solve_inverse(model, y: torch.Tensor, operator, sde: Union[str, SDE, None] =
         x = (xr.to(torch.float64) @ Vh).to(xr.dtype).reshape((xr.shape[0],) + shape)
         return (score_fn(x, t).reshape(xr.shape[0], D).to(torch.float64) @ Vh.T).to(xr.dtype)
 
+    if method == "dps":  # in SVD coordinates U^T (y - A x0_hat) = S * (y' - x0_hat'): weight the residual by S
+        options["residual_weights"] = torch.cat([S, torch.zeros(D - m, dtype=S.dtype)]).to(y.device)
     out = impute(rotated, known.to(dtype), mask, sde, method, noise_std=coord_std, steps=steps, eps=eps,
                  generator=generator, progress=progress, return_info=return_info, **options)
     xr, info = out if return_info else (out, None)
