@@ -168,6 +168,8 @@ def test_bench_impute_hard_tiny(tmp_path):
                                          str(tmp_path)])
     assert [row["method"] for row in r["rows"]] == ["smc K=4", "smc K=64 ESS<K/2", "replace"]
     assert r["noise_std"] == 0.3 and (tmp_path / "bench_impute_hard_noise0.3.json").exists()
+    with pytest.raises(ValueError, match=r"unknown condition\(s\) \['obs\[0::2\] 9\|9'\]"):
+        _load("bench_impute_hard").main(["--quick", "--only", "obs[0::2] 9|9", "--out", str(tmp_path)])
 
 
 def test_digits_superres_tiny(tmp_path, capsys):
