@@ -16,10 +16,9 @@ import torch
 from .likelihood import log_likelihood
 from .metrics import mean_log_prob, mode_weight_tv, tv_floor
 from .sampling import CountingScore, final_denoise, optimized_schedule, sample
+from .sampling.schedules import FITTED
 from .sdes import SDE, bcast, get_sde
 from .targets import GaussianMixture, get_target
-
-FITTED = "fitted"  # stands for sde_score.optimized_schedule's levels, fitted once per (target, SDE, steps)
 
 
 def load_yaml(path: Union[str, Path]) -> dict:

@@ -71,3 +71,54 @@ def test_karras_levels_above_the_top_take_one_step():
     s_max = float(sde.edm_sigma(torch.tensor([sde.T], dtype=torch.float64)))
     assert len(s) == 18 and abs(s[0] - s_max) < 1e-6 * s_max and abs(s[1] - KARRAS_TOP) < 1e-9 * KARRAS_TOP
     assert sigma_schedule(get_sde("vp"), 18, 1e-3, "karras")[0] < KARRAS_TOP  # the usual SDEs are untouched
+
+
+def test_fitted_schedule_is_automatic_cached_and_reported():
+    """sample(..., schedule="fitted") is optimized_schedule's levels from the fixed pilot (512 points, 120 levels,
+    seed 0), fitted once per model object: the second call reuses them, the caller's generator never touches the
+    pilot, and a network whose parameters change gets a new pilot."""
+    from sde_score.sampling.schedules import FITTED_PILOT
+
+    target, sde = get_target("ring8"), get_sde("vp")
+    fn = target.score_fn(sde)
+    opts = dict(shape=(64, 2), order=3, progress=False, return_info=True)
+    pilot_gen = torch.Generator().manual_seed(FITTED_PILOT["seed"])
+    levels = optimized_schedule(fn, sde, 12, shape=(1, 2), generator=pilot_gen,
+                                pilot_samples=FITTED_PILOT["pilot_samples"], fine_levels=FITTED_PILOT["fine_levels"],
+                                progress=False)
+    expect = sample(fn, sde, "dpm_solver", schedule=levels, generator=torch.Generator().manual_seed(1), **opts)[0]
+    first, info1 = sample(fn, sde, "dpm_solver", steps=12, schedule="fitted",
+                          generator=torch.Generator().manual_seed(1), **opts)
+    second, info2 = sample(fn, sde, "dpm_solver", steps=12, schedule="fitted",
+                           generator=torch.Generator().manual_seed(1), **opts)
+    torch.testing.assert_close(first, expect, rtol=0, atol=0)
+    torch.testing.assert_close(second, expect, rtol=0, atol=0)
+    assert info1.nfe == info2.nfe == 12
+    assert info1.extra["schedule_pilot"]["nfe"] == 120 and not info1.extra["schedule_pilot"]["cached"]
+    assert info2.extra["schedule_pilot"]["cached"] and info2.extra["schedule_pilot"]["pilot_samples"] == 512
+
+    net = torch.nn.Linear(2, 2)
+    model = lambda x, t: net(x) - x  # noqa: E731 - a network-backed score
+    wrapped = torch.nn.Module()
+    wrapped.forward = model
+    wrapped.net = net
+    run = lambda: sample(wrapped, sde, "dpm_solver", steps=6, schedule="fitted", **opts)[1]  # noqa: E731
+    assert not run().extra["schedule_pilot"]["cached"] and run().extra["schedule_pilot"]["cached"]
+    with torch.no_grad():
+        net.weight.mul_(0.5)
+    assert not run().extra["schedule_pilot"]["cached"]
+
+
+def test_fitted_schedule_errors():
+    target, sde = get_target("ring8"), get_sde("vp")
+    fn = target.score_fn(sde)
+    with pytest.raises(ValueError, match="schedule='fitted' is fitted to a model: pass it to sample()"):
+        sigma_schedule(sde, 8, sde.default_eps, "fitted")
+    with pytest.raises(ValueError, match="unknown option.*schedule"):
+        sample(fn, sde, "pc", shape=(4, 2), steps=4, schedule="fitted", progress=False)
+    with pytest.raises(ValueError, match="steps must be an integer >= 2"):
+        sample(fn, sde, "dpm_solver", shape=(4, 2), steps=1, schedule="fitted", progress=False)
+    from sde_score.sampling.api import check_sampler  # a configuration (CLI predict) may name it
+    assert check_sampler({"method": "dpm_solver", "schedule": "fitted", "steps": 10}, sde)["schedule"] == "fitted"
+    with pytest.raises(ValueError, match="steps"):
+        check_sampler({"method": "dpm_solver", "schedule": "fitted", "steps": 1}, sde)

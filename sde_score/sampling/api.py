@@ -15,7 +15,7 @@ from ..sdes import SDE
 from .methods import METHODS, MethodSpec
 from .model import counted_run, model_dtype, resolve_model, resolve_shape
 from .ode import PFODE, integrate
-from .schedules import sigma_schedule
+from .schedules import FITTED, fitted_schedule, sigma_schedule
 from .state import check_output
 
 # Arguments every method receives from sample() when its signature names them; the rest are its own options.
@@ -56,7 +56,11 @@ def _method_arguments(name: str, spec: MethodSpec, sde: SDE, steps, eps, options
         schedule = options.pop("schedule", spec.default_schedule)
         if steps is None and (isinstance(schedule, str) or not hasattr(schedule, "__len__")):
             steps = spec.default_steps
-        args["sigmas"] = sigma_schedule(sde, steps, eps, schedule, options.pop("rho", 7.0))
+        if isinstance(schedule, str) and schedule == FITTED:  # a configuration's check: sample() fits them
+            check_int("steps", steps, minimum=2)
+            args["sigmas"] = FITTED
+        else:
+            args["sigmas"] = sigma_schedule(sde, steps, eps, schedule, options.pop("rho", 7.0))
     if "steps" in params:
         # one step from T lands near the prior (samples of absmax ~20 for sigma_max 10): never a sample
         name = "steps"
@@ -163,7 +167,9 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
         dtype: precision of the sampling: None follows the model's parameters; "bfloat16" / "float16" with
             a float32 model evaluates it under autocast (mixed precision; the solver state stays float32);
             "float64" / "float32" need a model of that dtype (or a plain score function).
-        method_options: the method's own options, e.g. predictor=..., corrector=..., snr=...
+        method_options: the method's own options, e.g. predictor=..., corrector=..., snr=...; for the methods
+            on noise levels ``schedule="fitted"`` fits them to this model (``schedules.fitted_schedule``: a
+            pilot of 120 NFE on 512 points the first time, cached; its cost in ``info.extra["schedule_pilot"]``).
     Returns:
         samples (B, ...) in model space, or (samples, info).
     """
@@ -171,8 +177,13 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
     score_fn, sde, data_shape, model_device = resolve_model(model, sde)
     shape = resolve_shape(shape if x_T is None or shape is not None else tuple(x_T.shape), num_samples, data_shape)
     options = dict(method_options)
-    args = _method_arguments(method, spec, sde, steps, eps, options)
     device = torch.device(device) if device is not None else model_device
+    pilot = None
+    if isinstance(options.get("schedule"), str) and options["schedule"] == FITTED \
+            and "sigmas" in inspect.signature(spec.fn).parameters:
+        n = check_int("steps", spec.default_steps if steps is None else steps, minimum=2)
+        options["schedule"], pilot = fitted_schedule(model, sde, n, check_eps(eps, sde), shape, device, progress)
+    args = _method_arguments(method, spec, sde, steps, eps, options)
     score_fn, dtype = sampling_precision(model, score_fn, dtype, device)
     x = _start(spec, sde, shape, x_T, generator, device, dtype)
     if x is None:  # the method draws its own start
@@ -180,6 +191,8 @@ def sample(model, sde: Union[str, SDE, None] = None, method: str = "pc", *,
     with counted_run(score_fn, method) as (counter, info):
         fn = conditioned(counter, labels, guidance_scale, getattr(model, "num_classes", None))
         x = spec.fn(fn, sde, x, generator=generator, progress=progress, callback=callback, **args, **options)
+    if pilot is not None:
+        info.extra["schedule_pilot"] = pilot  # not in info.nfe: a one-off cost per model (cached)
     check_output(x, f"method {method!r}")
     return (x, info) if return_info else x
 

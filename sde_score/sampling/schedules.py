@@ -15,11 +15,16 @@ already present where it lands. Dynamic programming picks the ``steps``-level pa
 grid with the least total cost (the trajectory-based dynamic programming of GITS, Chen et al. 2024,
 with this noise-relative cost). The pilot costs ``fine_levels`` evaluations on ``pilot_samples``
 points, once per model; the schedule is then passed to ``sample(..., schedule=levels)``.
+``sample(..., schedule="fitted")`` does both: ``fitted_schedule`` runs the pilot the first time (fixed
+seed, so the levels never depend on the caller's generator), caches the levels on the model object and
+reports the pilot's cost in ``SampleInfo.extra["schedule_pilot"]``.
 """
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Union
+import time
+import weakref
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -34,6 +39,7 @@ def time_grid(sde: SDE, steps: int, eps: float, device) -> torch.Tensor:
 
 
 SCHEDULES = ("karras", "log_snr", "time_uniform")
+FITTED = "fitted"  # sample()'s name for fitted_schedule's levels (it needs the model, so sigma_schedule cannot)
 # Karras levels are dense near sigma_max^(1/rho): from VP's sigma_e(T) ~ 7e10 (beta_max = 100) all but one
 # of 18 levels lay above 150, far above any data scale (mode TV 0.10 vs 0.016 at beta_max = 20).  Above this
 # level the schedule takes one step from sigma_e(T) (at such noise levels x_hat is nearly pure noise and
@@ -58,6 +64,9 @@ def sigma_schedule(sde: SDE, steps: Optional[int], eps: float, schedule: Union[s
     s_max, s_min = (float(v) for v in sde.edm_sigma(t))
     if not isinstance(schedule, str):
         return _check_levels(schedule, steps, s_max)
+    if schedule == FITTED:
+        raise ValueError("schedule='fitted' is fitted to a model: pass it to sample(), or build the levels with "
+                         "optimized_schedule(model, ...)")
     check_choice("schedule", schedule, SCHEDULES)
     i = torch.linspace(0, 1, steps, dtype=torch.float64)
     if schedule == "karras":
@@ -152,3 +161,39 @@ def optimized_schedule(model, sde: Union[str, SDE, None] = None, steps: int = 20
                           corrector=False, callback=record)
     path = _cheapest_path(_step_costs(sigmas, xs, Ds), steps - 1)
     return [sigmas[p] for p in path]
+
+
+FITTED_PILOT = dict(pilot_samples=512, fine_levels=120, seed=0)  # the pilot behind schedule="fitted"
+_FITTED_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _parameter_version(model) -> tuple:
+    """Changes whenever a network's parameters are replaced or modified in place (training, load_state_dict)."""
+    if isinstance(model, torch.nn.Module):
+        return tuple((p.data_ptr(), p._version) for p in model.parameters())
+    return ()
+
+
+def fitted_schedule(model, sde: SDE, steps: int, eps: float, shape: Sequence[int], device,
+                    progress: bool = True) -> Tuple[List[float], dict]:
+    """``optimized_schedule``'s ``steps`` levels for ``model`` on ``sde`` down to ``eps`` (one sample's shape
+    from ``shape`` (B, ...)), and what the pilot cost: {"nfe", "pilot_samples", "seconds", "cached"}.
+
+    The pilot (``FITTED_PILOT``: 512 points, 120 levels, seed 0) runs once per model object, SDE, steps, eps,
+    data shape and device; a network whose parameters change (``_parameter_version``) gets a new one."""
+    key = (repr(sde), int(steps), float(eps), tuple(shape[1:]), str(device), _parameter_version(model))
+    try:
+        cache = _FITTED_CACHE.setdefault(model, {})
+    except TypeError:  # a callable that cannot be weakly referenced: fitted each time
+        cache = {}
+    if key in cache:
+        return list(cache[key]), dict(cache[f"{key}-pilot"], cached=True)
+    start = time.perf_counter()
+    gen = torch.Generator(device=device).manual_seed(FITTED_PILOT["seed"])
+    levels = optimized_schedule(model, sde, steps, shape=(1,) + tuple(shape[1:]), eps=eps, generator=gen,
+                                device=device, progress=progress, pilot_samples=FITTED_PILOT["pilot_samples"],
+                                fine_levels=FITTED_PILOT["fine_levels"])
+    pilot = dict(nfe=FITTED_PILOT["fine_levels"], pilot_samples=FITTED_PILOT["pilot_samples"],
+                 seconds=time.perf_counter() - start)
+    cache[key], cache[f"{key}-pilot"] = tuple(levels), pilot
+    return levels, dict(pilot, cached=False)
