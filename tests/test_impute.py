@@ -65,6 +65,9 @@ def test_smc_imputation_matches_exact_conditional_and_replacement_is_biased():
     (dict(noise_std=torch.tensor(float("inf"))), "noise_std must be finite and >= 0"),
     (dict(noise_std=-1.0), "noise_std must be"),
     (dict(noise_std=1e6), r"observation noise 1e\+06 \(model space\) is at or above the SDE's largest noise level"),
+    (dict(scale=1.0), r"unknown option\(s\) scale for impute method 'smc'; accepted: num_particles, denoise"),
+    (dict(method="dps", num_particles=4), r"option\(s\) num_particles for impute method 'dps'; accepted: scale"),
+    (dict(method="replacement", num_particles=4), r"for impute method 'replacement'; accepted: predictor, corrector"),
 ])
 def test_impute_errors(kwargs, match):
     target, sde = get_target("bimodal16d"), get_sde("vp")

@@ -215,6 +215,25 @@ def replacement_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Te
     return torch.where(mask & (c == 0), x_known, x)
 
 
+# set by impute itself (or internal: record), never a user option
+_IMPUTE_PROVIDED = ("score_fn", "sde", "x_known", "mask", "steps", "eps", "obs_std", "generator", "progress", "record",
+                    "residual_weights", "x", "callback", "after_step")
+
+
+def _check_options(method: str, fn, options: dict) -> None:
+    """An unknown option of an imputation method is an error naming the ones it accepts."""
+    import inspect
+
+    if method == "replacement":
+        from .pc import pc_sample
+        fn = pc_sample  # replacement passes its options on to the PC sampler
+    accepted = [p for p in inspect.signature(fn).parameters if p not in _IMPUTE_PROVIDED]
+    unknown = sorted(set(options) - set(accepted) - {"record", "residual_weights"})
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for impute method {method!r}; accepted: "
+                         f"{', '.join(accepted)}")
+
+
 def impute(model, x_known: torch.Tensor, mask: torch.Tensor, sde: Union[str, SDE, None] = None,
            method: str = "smc", *, noise_std: Union[float, torch.Tensor] = 0.0, steps: Optional[int] = None,
            eps: Optional[float] = None,
@@ -243,6 +262,7 @@ def impute(model, x_known: torch.Tensor, mask: torch.Tensor, sde: Union[str, SDE
     steps = sde.N if steps is None else check_int("steps", steps, minimum=2)
     eps = check_eps(eps, sde)
     fn = {"smc": smc_impute, "replacement": replacement_impute, "dps": dps_impute}[method]
+    _check_options(method, fn, options)
     if method == "smc":
         options["record"] = {}
     with counted_run(score_fn, f"impute[{method}]", grad=method == "dps") as (counter, info):
