@@ -24,6 +24,7 @@ SNIPS / DDRM's noisy case).  The SMC stays asymptotically exact: t* is a point o
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Optional, Union
 
@@ -222,13 +223,11 @@ _IMPUTE_PROVIDED = ("score_fn", "sde", "x_known", "mask", "steps", "eps", "obs_s
 
 def _check_options(method: str, fn, options: dict) -> None:
     """An unknown option of an imputation method is an error naming the ones it accepts."""
-    import inspect
-
     if method == "replacement":
         from .pc import pc_sample
         fn = pc_sample  # replacement passes its options on to the PC sampler
     accepted = [p for p in inspect.signature(fn).parameters if p not in _IMPUTE_PROVIDED]
-    unknown = sorted(set(options) - set(accepted) - {"record", "residual_weights"})
+    unknown = sorted(set(options) - set(accepted) - {"record", "residual_weights"})  # internal, set by callers
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for impute method {method!r}; accepted: "
                          f"{', '.join(accepted)}")
