@@ -3,9 +3,21 @@ import math
 
 import torch
 
-from sde_score import GaussianMixture, get_sde, sample
+from sde_score import GaussianMixture, get_sde, get_target, sample
 from sde_score.metrics import mode_moments, mode_weight_tv
 from sde_score.sampling.denoiser import Denoiser
+
+
+def between_modes(i: int = 0, j: int = 2):
+    """The hard condition of experiments/bench_impute_hard.py: gmm16d with every other coordinate observed, at
+    the point between modes i and j where the exact conditional splits them 0.5 / 0.5.  Returns (target, known
+    (16,) bool, x (16,) float64 holding the observation at the known entries and 0 elsewhere)."""
+    target = get_target("gmm16d")
+    known = torch.zeros(16, dtype=torch.bool)
+    known[0::2] = True
+    x = torch.zeros(16, dtype=torch.float64)
+    x[known] = target.balanced_observation(known, i, j)
+    return target, known, x
 
 
 def assert_mode_moments(target, x, n_se=4.5):

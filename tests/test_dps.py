@@ -9,6 +9,8 @@ from sde_score import get_sde, get_target, impute, solve_inverse
 from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
 from sde_score.sampling.dps import residual_gradient
 
+from samplers_helpers import between_modes
+
 
 def test_residual_gradient_in_svd_coordinates_is_the_original_spaces():
     """solve_inverse runs DPS in the SVD coordinates x' = V^T x with the residual weighted by S; the gradient it
@@ -38,11 +40,7 @@ def test_dps_is_biased_between_modes_where_the_smc_holds():
     """The hard condition of test_impute.py (between modes 0 and 2, exact split 0.5 / 0.5, VP, 500 steps; the SMC
     is within 3 floors + 0.01 there): DPS at the paper's step sizes lands far from the exact conditional, in
     mode weights or in log-density (measured: TV 0.145 / 0.25, gap -2.0 / -65 nats at zeta' = 0.1 / 1)."""
-    target, sde = get_target("gmm16d"), get_sde("vp")
-    known = torch.zeros(16, dtype=torch.bool)
-    known[0::2] = True
-    x = torch.zeros(16, dtype=torch.float64)
-    x[known] = target.balanced_observation(known, 0, 2)
+    (target, known, x), sde = between_modes(0, 2), get_sde("vp")
     cond = target.conditional(known, x)
     n = 200
     exact = cond.sample(n, torch.Generator().manual_seed(1), dtype=torch.float64)

@@ -5,7 +5,7 @@ import torch
 
 from sde_score import get_sde, get_target, impute
 
-from samplers_helpers import assert_mode_moments
+from samplers_helpers import assert_mode_moments, between_modes
 
 
 def _bimodal_condition():
@@ -81,11 +81,8 @@ def test_replacement_fails_a_balanced_hard_condition():
     """The observation between modes 0 and 2 (``balanced_observation``): the exact conditional splits
     0.5 / 0.5; replacement puts the samples in the wrong proportions (TV ~0.4, floor ~0.03).  The SMC's
     numbers on the whole family are in experiments/bench_impute_hard.py (#13: not yet at the floor)."""
-    target, sde = get_target("gmm16d"), get_sde("vp")
-    known = torch.zeros(16, dtype=torch.bool)
-    known[0::2] = True
-    x = torch.zeros(16)
-    x[known] = target.balanced_observation(known, 0, 2).float()
+    target, known, x = between_modes(0, 2)
+    sde, x = get_sde("vp"), x.float()
     cond = target.conditional(known, x)
     n = 300
     out, info = impute(target.score_fn(sde), x.expand(n, 16).clone(), known, sde, "replacement", steps=200,
@@ -106,11 +103,7 @@ def test_smc_default_holds_where_resampling_at_half_the_particles_did_not():
     conditions of experiments/bench_impute_hard.py are still above the bound (#13 item 1)."""
     from sde_score.metrics import mode_weight_tv, tv_floor
 
-    target, sde = get_target("gmm16d"), get_sde("vp")
-    known = torch.zeros(16, dtype=torch.bool)
-    known[0::2] = True
-    x = torch.zeros(16, dtype=torch.float64)
-    x[known] = target.balanced_observation(known, 0, 2)
+    (target, known, x), sde = between_modes(0, 2), get_sde("vp")
     cond = target.conditional(known, x)
     n = 200
     bound = 3 * tv_floor(cond, n) + 0.01

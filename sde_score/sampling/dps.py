@@ -59,10 +59,11 @@ def dps_impute(score_fn: ScoreFn, sde: SDE, x_known: torch.Tensor, mask: torch.T
     for i in progress_bar(range(steps - 1), progress, "impute[dps]"):
         t, dt = ts[i].expand(B), float(ts[i] - ts[i + 1])
         score, grad = residual_gradient(score_fn, sde, x, t, y, weights)
-        f, g = sde.sde(x, t)
+        f, g = sde.sde(x, t)  # not ReverseSDE.sde: that would evaluate the score a second time
         drift = f - bcast(g ** 2, x) * score  # the reverse SDE (eq. 6), forward-time convention
         x = x - drift * dt + bcast(g * math.sqrt(dt), x) * gaussian_like(x, generator) - scale * grad
         check_state(x, i, ts[i])
-    x = final_denoise(sde, score_fn, x, eps)
+    with torch.no_grad():  # the last step needs no gradient (the run has them on for the guidance)
+        x = final_denoise(sde, score_fn, x, eps)
     noise_free = mask if obs_std is None else mask & (obs_std == 0)
     return torch.where(noise_free, x_known, x)

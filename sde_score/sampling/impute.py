@@ -216,9 +216,10 @@ def replacement_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Te
     return torch.where(mask & (c == 0), x_known, x)
 
 
-# set by impute itself (or internal: record), never a user option
-_IMPUTE_PROVIDED = ("score_fn", "sde", "x_known", "mask", "steps", "eps", "obs_std", "generator", "progress", "record",
-                    "residual_weights", "x", "callback", "after_step")
+# arguments impute (or the PC sampler under replacement) sets itself; the last two come from internal callers
+_IMPUTE_INTERNAL = ("record", "residual_weights")
+_IMPUTE_PROVIDED = ("score_fn", "sde", "x_known", "mask", "steps", "eps", "obs_std", "generator", "progress", "x",
+                    "callback", "after_step") + _IMPUTE_INTERNAL
 
 
 def _check_options(method: str, fn, options: dict) -> None:
@@ -227,7 +228,7 @@ def _check_options(method: str, fn, options: dict) -> None:
         from .pc import pc_sample
         fn = pc_sample  # replacement passes its options on to the PC sampler
     accepted = [p for p in inspect.signature(fn).parameters if p not in _IMPUTE_PROVIDED]
-    unknown = sorted(set(options) - set(accepted) - {"record", "residual_weights"})  # internal, set by callers
+    unknown = sorted(set(options) - set(accepted) - set(_IMPUTE_INTERNAL))
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for impute method {method!r}; accepted: "
                          f"{', '.join(accepted)}")

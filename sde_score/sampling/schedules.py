@@ -187,7 +187,8 @@ def fitted_schedule(model, sde: SDE, steps: int, eps: float, shape: Sequence[int
     except TypeError:  # a callable that cannot be weakly referenced: fitted each time
         cache = {}
     if key in cache:
-        return list(cache[key]), dict(cache[f"{key}-pilot"], cached=True)
+        levels, pilot = cache[key]
+        return list(levels), dict(pilot, cached=True)
     start = time.perf_counter()
     gen = torch.Generator(device=device).manual_seed(FITTED_PILOT["seed"])
     levels = optimized_schedule(model, sde, steps, shape=(1,) + tuple(shape[1:]), eps=eps, generator=gen,
@@ -195,5 +196,5 @@ def fitted_schedule(model, sde: SDE, steps: int, eps: float, shape: Sequence[int
                                 fine_levels=FITTED_PILOT["fine_levels"])
     pilot = dict(nfe=FITTED_PILOT["fine_levels"], pilot_samples=FITTED_PILOT["pilot_samples"],
                  seconds=time.perf_counter() - start)
-    cache[key], cache[f"{key}-pilot"] = tuple(levels), pilot
+    cache[key] = (tuple(levels), pilot)
     return levels, dict(pilot, cached=False)
