@@ -44,7 +44,10 @@ def conditions(target, quick: bool, noise_std: float = 0.0):
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=200, help="imputations per condition")
-    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--steps", type=int, default=500, help="steps of replacement and DPS")
+    p.add_argument("--smc-steps", type=int, default=None,
+                   help="steps per SMC pass (default: impute's, 200 x 5 passes = 996 score evaluations)")
+    p.add_argument("--sweeps", type=int, default=None, help="SMC passes (default: impute's, 5)")
     p.add_argument("--particles", type=int, nargs="+", default=[64, 16],
                    help="SMC particle counts (with the default ESS threshold 0.02)")
     p.add_argument("--compare-resampling", action="store_true",
@@ -63,6 +66,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.steps, args.particles, args.sdes = 20, 30, [4], ["vp"]
+        args.smc_steps, args.sweeps = 30, 2
     target = sde_score.get_target("gmm16d")
     rows = []
     print(f"{'condition':<16} {'sde':<3} {'method':<16} {'TV':>6} {'floor':>6} {'gap':>7} {'se':>5} {'minESS':>7} "
@@ -83,15 +87,18 @@ def main(argv=None) -> dict:
         floor = tv_floor(cond, args.n)
         for sde_name in args.sdes:
             sde = sde_score.get_sde(sde_name)
-            runs = [("smc", dict(num_particles=k), f"smc K={k}") for k in args.particles]
+            smc = {k: v for k, v in dict(steps=args.smc_steps, sweeps=args.sweeps).items() if v is not None}
+            runs = [("smc", dict(num_particles=k, **smc), f"smc K={k}") for k in args.particles]
             if args.compare_resampling:
-                runs.append(("smc", dict(num_particles=64, ess_threshold=0.5), "smc K=64 ESS<K/2"))
+                runs.append(("smc", dict(num_particles=64, ess_threshold=0.5, **smc), "smc K=64 ESS<K/2"))
             if not args.no_replacement:
                 runs.append(("replacement", {}, "replace"))
             runs += [("dps", dict(scale=s), f"dps {s:g}") for s in args.dps]
             for method, opts, label in runs:
                 x_known = x[None].expand(args.n, 16).float().clone()
-                out, info = sde_score.impute(target.score_fn(sde), x_known, known, sde, method, steps=args.steps,
+                if method != "smc":
+                    opts = dict(opts, steps=args.steps)
+                out, info = sde_score.impute(target.score_fn(sde), x_known, known, sde, method,
                                              noise_std=args.noise_std, return_info=True, progress=False,
                                              generator=torch.Generator().manual_seed(args.seed), **opts)
                 xu = out[:, part].double()
@@ -99,11 +106,12 @@ def main(argv=None) -> dict:
                 ess = min(info.extra["ess"]) if "ess" in info.extra else float("nan")
                 row = dict(condition=name, sde=sde_name, method=label, tv=mode_weight_tv(cond, xu), floor=floor,
                            gap=lp - lp_exact, gap_se=math.hypot(se, se_exact), min_ess=ess, nfe=info.nfe,
-                           weights_exact=cond.weights.tolist(), n=args.n, steps=args.steps)
+                           weights_exact=cond.weights.tolist(), n=args.n)
                 rows.append(row)
                 print(f"{name:<16} {sde_name:<3} {label:<16} {row['tv']:>6.3f} {floor:>6.3f} {row['gap']:>7.2f} "
                       f"{row['gap_se']:>5.2f} {ess:>7.1f} {info.nfe:>5}")
-    result = dict(rows=rows, seed=args.seed, n=args.n, steps=args.steps, noise_std=args.noise_std)
+    result = dict(rows=rows, seed=args.seed, n=args.n, steps=args.steps, smc_steps=args.smc_steps, sweeps=args.sweeps,
+                  noise_std=args.noise_std)
     suffix = "" if args.noise_std == 0 else f"_noise{args.noise_std:g}"
     write_json(Path(args.out) / f"bench_impute_hard{suffix}.json", result)
     return result

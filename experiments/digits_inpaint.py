@@ -26,7 +26,7 @@ def main(argv=None) -> Path:
     mask = torch.zeros(1, 8, 8, dtype=torch.bool)
     mask[:, :4] = True  # top half known
     rows = [x, torch.where(mask, x, torch.full_like(x, -1.0))]
-    rows += smc_and_replacement(lambda method, **kw: sde_score.impute(module, x, mask, method=method, steps=args.steps,
+    rows += smc_and_replacement(lambda method, **kw: sde_score.impute(module, x, mask, method=method,
                                                                       **kw), args)
     grid = dm.scaler.to_data(torch.cat(rows))
     path = Path(args.out) / "digits_inpaint.png"

@@ -36,8 +36,7 @@ def main(argv=None) -> Path:
     op = Pool2x2()
     y = op.A(x)  # model space: pooling is linear, so it commutes with the affine data <-> model map
     rows = [x, F.interpolate(y.reshape(-1, 1, 4, 4), scale_factor=2, mode="nearest")]
-    outs = smc_and_replacement(lambda method, **kw: sde_score.solve_inverse(module, y, op, method=method,
-                                                                            steps=args.steps, **kw), args)
+    outs = smc_and_replacement(lambda method, **kw: sde_score.solve_inverse(module, y, op, method=method, **kw), args)
     worst = max(float((op.A(dm.scaler.to_data(out)) - op.A(dm.scaler.to_data(x))).abs().max()) for out in outs)
     rows += outs
     grid = dm.scaler.to_data(torch.cat(rows))

@@ -142,7 +142,9 @@ def reconstruction_args(doc: str, argv=None, default_ckpt: str = "outputs/digits
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", default=default_ckpt)
     p.add_argument("--num-images", type=int, default=10)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=300, help="steps of the replacement baseline")
+    p.add_argument("--smc-steps", type=int, default=None,
+                   help="steps per SMC pass (default: impute's, 200 x 5 passes)")
     p.add_argument("--num-particles", type=int, default=64, help="SMC particles per image (the library default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="experiments/results")
@@ -151,7 +153,9 @@ def reconstruction_args(doc: str, argv=None, default_ckpt: str = "outputs/digits
 
 
 def smc_and_replacement(run, args) -> List[torch.Tensor]:
-    """``run(method, generator=..., progress=..., **options)`` for SMC (``args.num_particles``) and for the
-    replacement baseline, each from the same seed: the two rows a reconstruction picture compares."""
+    """``run(method, generator=..., progress=..., steps=..., **options)`` for SMC (``args.num_particles``,
+    ``args.smc_steps`` per pass) and for the replacement baseline (``args.steps``), each from the same seed: the
+    two rows a reconstruction picture compares."""
     return [run(method, generator=torch.Generator().manual_seed(args.seed), progress=not args.no_progress, **opts)
-            for method, opts in (("smc", dict(num_particles=args.num_particles)), ("replacement", {}))]
+            for method, opts in (("smc", dict(num_particles=args.num_particles, steps=args.smc_steps)),
+                                 ("replacement", dict(steps=args.steps)))]

@@ -122,6 +122,17 @@ class SDE(abc.ABC):
         alpha, sigma = self._alpha_sigma(self.check_t(t, x0))
         return bcast(alpha, x0) * x0, sigma
 
+    def posterior_coeffs(self, t, s) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(a, b, std), each like t: the forward process's posterior q(x_s | x_t, x_0) = N(a x_t + b x_0, std^2 I)
+        for s < t (Ho et al. 2020, eq. 7, for any linear-drift SDE: x_t | x_s ~ N(alpha_t/alpha_s x_s,
+        sigma_t^2 - (alpha_t/alpha_s)^2 sigma_s^2)).  With x_0 = Tweedie's estimate it is the ancestral kernel
+        on an arbitrary grid, exact when the data are Gaussian."""
+        a_t, s_t = self.alpha_sigma(t)
+        a_s, s_s = self.alpha_sigma(s)
+        a_ts = a_t / a_s
+        v_ts = (s_t ** 2 - a_ts ** 2 * s_s ** 2).clamp(min=0)  # round-off only: s_t >= a_ts s_s for s <= t
+        return a_ts * s_s ** 2 / s_t ** 2, a_s * v_ts / s_t ** 2, (v_ts * s_s ** 2 / s_t ** 2).sqrt()
+
     def edm_sigma(self, t) -> torch.Tensor:
         """Noise-to-signal ratio sigma(t)/alpha(t): the sigma of EDM's scaled coordinates x/alpha."""
         alpha, sigma = self.alpha_sigma(t)

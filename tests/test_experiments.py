@@ -98,7 +98,8 @@ def test_digits_bpd_tiny(tmp_path):
     assert net.init_args["fourier_scale"] == 16  # the paper's recipe, as asked
     assert (tmp_path / "vp_samples.png").exists()
     path = _load("digits_inpaint").main(["--ckpt", str(tmp_path / "vp" / "checkpoints" / "last.ckpt"),
-                                         "--num-images", "2", "--steps", "25", "--num-particles", "2",
+                                         "--num-images", "2", "--steps", "25", "--smc-steps", "25",
+                                         "--num-particles", "2",
                                          "--out", str(tmp_path), "--no-progress"])
     assert path.exists()
     ckpt = str(tmp_path / "vp" / "checkpoints" / "last.ckpt")
@@ -183,7 +184,8 @@ def test_digits_superres_tiny(tmp_path, capsys):
                default_root_dir=tmp_path, callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)]
                ).fit(model, DigitsDataModule(batch_size=32))
     path = _load("digits_superres").main(["--ckpt", str(tmp_path / "last.ckpt"), "--num-images", "2", "--steps", "25",
-                                          "--num-particles", "2", "--out", str(tmp_path), "--no-progress"])
+                                          "--smc-steps", "25", "--num-particles", "2", "--out", str(tmp_path),
+                                          "--no-progress"])
     assert path.exists()
     worst = float(capsys.readouterr().out.split("(data space): ")[1].split()[0])
     assert worst < 1e-5  # the reconstructions pool to the observation

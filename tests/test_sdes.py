@@ -136,6 +136,25 @@ def test_edm_sigma_round_trip(name):
     torch.testing.assert_close(sde.t_from_edm_sigma(sde.edm_sigma(t)), t, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_posterior_coeffs_are_the_forward_processs_gaussian_posterior(name):
+    """q(x_s | x_t, x_0) = N(a x_t + b x_0, std^2): for a fixed x_0, drawing x_t from the kernel and then x_s from
+    the posterior must give x_s's own kernel N(alpha_s x_0, sigma_s^2): alpha_s = a alpha_t + b and
+    sigma_s^2 = a^2 sigma_t^2 + std^2; and the cross-covariance a sigma_t^2 = alpha_{t|s} sigma_s^2."""
+    sde = get_sde(name)
+    t = torch.tensor([0.9, 0.5, 0.2, 0.05], dtype=torch.float64)
+    s = torch.tensor([0.5, 0.45, 0.01, 0.049], dtype=torch.float64)
+    a, b, std = sde.posterior_coeffs(t, s)
+    (a_t, s_t), (a_s, s_s) = sde.alpha_sigma(t), sde.alpha_sigma(s)
+    torch.testing.assert_close(a * a_t + b, a_s)
+    torch.testing.assert_close(a ** 2 * s_t ** 2 + std ** 2, s_s ** 2)
+    torch.testing.assert_close(a * s_t ** 2, a_t / a_s * s_s ** 2)
+    if name == "ve":  # the SMLD ancestral step (eq. 47) on the same pair of levels
+        x, score = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+        torch.testing.assert_close(a[:, None] * x + b[:, None] * (x + s_t[:, None] ** 2 * score),
+                                   x + (s_t ** 2 - s_s ** 2)[:, None] * score)
+
+
 def test_registry_and_new_sde():
     assert set(ALL) <= set(SDES.names())
     assert isinstance(get_sde("VP"), VPSDE) and isinstance(get_sde("SubVP"), SubVPSDE)

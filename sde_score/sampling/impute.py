@@ -4,17 +4,19 @@
   known part replaced, after every step, by a fresh forward-perturbed copy of the observation.
   The baseline; it is biased: the unknown part never sees how likely the observation is under
   each mode, so a bimodal conditional gets the wrong mode weights.
-- ``"smc"`` (default): sequential Monte Carlo over the reverse process (SMC-Diff, Trippe et al.
-  2022; the particle-filter view of the twisted diffusion sampler, Wu et al. 2023).  Per
-  condition, ``num_particles`` particles share one forward-noised path y_t of the observation;
-  each reverse Euler-Maruyama step proposes the unknown part, pins the known part to y_t, and
-  weights the particle by the reverse kernel's density of y_t (the known part it should have
-  produced); resampling only when the effective sample size has collapsed (below 2 % of the particles).
-  Asymptotically exact in the number of particles and steps; one particle per condition is returned,
-  drawn by weight.  Why so rarely: each step's weights are nearly flat but informative in aggregate, and
-  resampling on them adds more noise than they carry; on the hard conditions of
-  experiments/bench_impute_hard.py (observations between two modes) resampling at ESS < K/2 left the mode
-  weights near the replacement baseline's, at ESS < 0.02 K they reach the exact conditional's on most.
+- ``"smc"`` (default): particle Gibbs over sequential Monte Carlo passes of the reverse process (SMC-Diff,
+  Trippe et al. 2022, made a Markov chain by conditional SMC, Andrieu, Doucet & Holenstein 2010).  Per
+  condition, ``num_particles`` particles share one forward-noised path y_t of the observation; each step of
+  the ancestral kernel proposes the unknown part, pins the known part to y_t and weights the particle by the
+  kernel's density of y_t; resampling only when the effective sample size has collapsed (below 2 % of the
+  particles).  One pass is asymptotically exact in the number of particles, but at a practical count it is
+  biased where the observation lies between modes: the shared path, at mid noise levels, says more about
+  which mode than y does, the particles of a pass follow it into one mode, and no later weight can bring the
+  other back (experiments/bench_impute_hard.py, README).  So each further pass is conditional SMC: a fresh
+  observation path, and the previous pass's draw as a reference particle (its forward path given the draw:
+  ``_reference_path``) that survives every resampling.  Given x_0 the forward paths of the coordinates are
+  independent, so this is a Gibbs sampler on (path, trajectory) whose invariant law is the conditional for
+  any particle count; the passes are its iterations and the last draw is returned.
 
 Noisy observations (``noise_std`` c > 0): y = x_0 + c z has the law of x_{t*} / alpha(t*) at the time t* where
 sigma(t*)/alpha(t*) = c, because the forward noise is isotropic and independent across coordinates.  So a
@@ -31,14 +33,16 @@ from typing import Optional, Union
 import torch
 
 from ..checks import check_batch, check_choice, check_eps, check_int, check_number
-from ..sdes import SDE, bcast
-from .denoiser import final_denoise
+from ..sdes import SDE
+from .denoiser import final_denoise, tweedie_denoise
 from .dps import dps_impute
 from .model import counted_run, resolve_model
 from .schedules import time_grid
 from .state import check_output, check_state, gaussian_like, progress_bar
 
 IMPUTE_METHODS = ("smc", "replacement", "dps")
+# the SMC's default budget: SMC_SWEEPS passes of SMC_STEPS steps = 1000 score evaluations per particle
+SMC_STEPS, SMC_SWEEPS = 200, 5
 
 
 def _check_inputs(x_known: torch.Tensor, mask: torch.Tensor, data_shape) -> torch.Tensor:
@@ -124,21 +128,105 @@ def _systematic_resample(log_w: torch.Tensor, generator) -> torch.Tensor:
     return torch.searchsorted(cdf, u).clamp(max=K - 1)
 
 
+def _conditional_resample(log_w: torch.Tensor, generator) -> torch.Tensor:
+    """Indices (R, K) for conditional SMC: slot 0 (the reference) keeps itself, the other K - 1 are drawn
+    multinomially from all K by weight (Andrieu, Doucet & Holenstein 2010, Sec. 4.4)."""
+    R, K = log_w.shape
+    idx = torch.multinomial(torch.softmax(log_w, 1), K, replacement=True, generator=generator)
+    idx[:, 0] = 0
+    return idx
+
+
+def _reference_path(sde: SDE, ts: torch.Tensor, x_end: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
+                    release: torch.Tensor, generator) -> torch.Tensor:
+    """A forward path (len(ts), B, ...) of the chain state x_end (B, ...) at ts[-1], drawn from the forward
+    process given x_end and the observations: free Markov increments upwards for every entry; an entry
+    observed with noise (release time t_i > ts[-1]) is a Brownian bridge in x / alpha from x_end to y at t_i
+    (y = x_{t_i} / alpha(t_i) is what that observation means).  Entries held to the observation path are
+    overwritten by the sweep, so their values here do not matter."""
+    alpha, sigma = sde.alpha_sigma(ts)
+    var = (sigma / alpha) ** 2  # (L,) the variance clock of x / alpha
+    shape = (len(ts),) + tuple(x_end.shape)
+    free = torch.empty(shape, dtype=torch.float64, device=x_end.device)
+    free[-1] = x_end.to(torch.float64) / alpha[-1]
+    for j in range(len(ts) - 2, -1, -1):
+        free[j] = free[j + 1] + (var[j] - var[j + 1]).sqrt() * gaussian_like(x_end, generator).to(torch.float64)
+    v = var.view((-1,) + (1,) * x_end.dim())
+    bridged = torch.isfinite(release)
+    if bool(bridged.any()):  # pin each noisy entry's free path to y at its release time
+        v_i = (c.to(torch.float64) ** 2).clamp(min=float(var[-1]))
+        j_i = torch.searchsorted(-ts.contiguous(), -release.clamp(min=float(ts[-1])).contiguous().flatten())
+        at_release = free.flatten(1).gather(0, j_i.clamp(max=len(ts) - 1)[None]).view_as(x_end)
+        frac = ((v - var[-1]) / (v_i - var[-1]).clamp(min=1e-300)).clamp(max=1.0)
+        free = torch.where(bridged & (v <= v_i), free + frac * (y.to(torch.float64) - at_release), free)
+    return (alpha.view_as(v) * free).to(x_end.dtype)
+
+
+def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, path: torch.Tensor, pinned, shape, K: int, generator,
+               ess_threshold: float, reference: Optional[torch.Tensor], bar) -> tuple:
+    """One SMC pass over the grid ts for B conditions of K particles sharing the observation path
+    (len(ts), B, 1, ...).  With ``reference`` (len(ts), B, ...) it is conditional SMC: slot 0 follows the
+    reference (its pinned entries on the path) and survives every resampling.  Returns the final states
+    (B, K, ...) at ts[-1], their log-weights (B, K) and the ESS (B,) after each step."""
+    B, device, dtype = path.shape[1], path.device, path.dtype
+    tx = ts.to(dtype)
+    x = sde.prior_sampling((B, K) + shape, generator, device=device, dtype=dtype)
+    if reference is not None:
+        x[:, 0] = reference[0]
+    x = torch.where(pinned(0), path[0], x).reshape((B * K,) + shape)
+    log_w = torch.zeros(B, K, dtype=torch.float64, device=device)
+    ess_trace = []
+    resample = _systematic_resample if reference is None else _conditional_resample
+    for i in range(len(ts) - 1):
+        # ancestral kernel q(x_{i+1} | x_i, x0_hat) (``SDE.posterior_coeffs``): the proposal of the free
+        # entries and the density of the pinned ones.  Unlike an Euler step it is the exact transition for
+        # Gaussian data, which keeps the forward-drawn reference consistent with the particles' law.
+        a, b, std = (v.to(dtype) for v in sde.posterior_coeffs(ts[i:i + 1], ts[i + 1:i + 2]))
+        x0 = tweedie_denoise(sde, score_fn, x, tx[i].expand(B * K))
+        mean = (a * x + b * x0).view((B, K) + shape)
+        m, y_next = pinned(i + 1), path[i + 1]
+        sq = ((y_next - mean) * m).flatten(2).pow(2).sum(2).to(torch.float64)
+        n_pinned = m.flatten(2).sum(2).to(torch.float64)
+        std64 = std.to(torch.float64)
+        log_w = log_w + (-0.5 * sq / std64 ** 2 - n_pinned * torch.log(std64))
+        x = mean + std * gaussian_like(mean, generator)
+        if reference is not None:
+            x[:, 0] = reference[i + 1]
+        x = torch.where(m, y_next, x).reshape((B * K,) + shape)
+        check_state(x, i, tx[i])
+        ess = 1.0 / torch.softmax(log_w, 1).pow(2).sum(1)
+        ess_trace.append(ess)
+        low = ess < ess_threshold * K
+        if bool(low.any()):
+            idx = resample(log_w[low], generator)
+            rows = torch.arange(B * K, device=device).reshape(B, K)
+            rows[low] = (torch.nonzero(low).flatten() * K)[:, None] + idx
+            x = x[rows.flatten()]
+            log_w[low] = 0.0
+        bar.update(1)
+    return x.view((B, K) + shape), log_w, torch.stack(ess_trace)
+
+
 def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *, steps: int, eps: float,
-               obs_std: Optional[torch.Tensor] = None, num_particles: int = 64, generator=None,
-               progress: bool = True, denoise: bool = True, ess_threshold: float = 0.02,
+               obs_std: Optional[torch.Tensor] = None, num_particles: int = 64, sweeps: int = SMC_SWEEPS,
+               generator=None, progress: bool = True, denoise: bool = True, ess_threshold: float = 0.02,
                record: Optional[dict] = None) -> torch.Tensor:
-    """SMC imputation; returns (B, ...): noise-free known entries equal to x_known, the others sampled.
+    """SMC imputation (particle Gibbs over ``sweeps`` passes); returns (B, ...): noise-free known entries equal
+    to x_known, the others sampled.
 
     ``obs_std`` (like x_known, float; None = all 0): the noise std of each known entry.  An entry with noise
     c > 0 is pinned to its forward path only while sigma_e(t) >= c and sampled below; its release time is
-    added to the grid, so the run takes one more step per distinct noise level.  ``record`` receives ``ess``
-    (the effective sample size after each step, before resampling, averaged over conditions) and
-    ``resampled``: the number of steps at which any condition resampled."""
+    added to the grid, so a pass takes one more step per distinct noise level.  ``record`` receives ``ess``
+    (the effective sample size after each step of every pass, before resampling, mean over conditions),
+    ``resampled`` (steps at which any condition resampled), ``sweeps`` and ``moved``: per conditional pass,
+    the fraction of conditions whose draw left the previous one (the chain's move rate)."""
     K = check_int("num_particles", num_particles)
+    sweeps = check_int("sweeps", sweeps)
     ess_threshold = check_number("ess_threshold", ess_threshold, nonneg=True)
     if ess_threshold > 1:
         raise ValueError(f"ess_threshold must lie in [0, 1] (a fraction of num_particles), got {ess_threshold}")
+    if sweeps > 1 and K < 2:
+        raise ValueError(f"sweeps={sweeps} (particle Gibbs) needs num_particles >= 2, got {K}")
     B, device = x_known.shape[0], x_known.device
     c, release = _noise_and_release(sde, obs_std, x_known, mask, eps)
     ts = time_grid(sde, steps, eps, device).to(torch.float64)
@@ -149,45 +237,26 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
     # particles live as (B, K, ...) views: the condition's path and pinned mask broadcast over K, no copies
     pinned = lambda j: (mask & (ts[j] >= release)).unsqueeze(1)  # noqa: E731 - (B, 1, ...) held at ts[j]
     y = torch.where(mask, x_known, torch.zeros_like(x_known))
-    path = _observation_path(sde, ts, y, c, generator).unsqueeze(2)  # (L, B, 1, ...): one path per condition
-    tx = ts.to(x_known.dtype)
-    prior = sde.prior_sampling((B * K,) + shape, generator, device=device, dtype=x_known.dtype)
-    x = torch.where(pinned(0), path[0], prior.view((B, K) + shape)).reshape((B * K,) + shape)
-    log_w = torch.zeros(B, K, dtype=torch.float64, device=device)
-    ess_trace, resampled = [], 0
-    rsde = sde.reverse(score_fn)
-    for i in progress_bar(range(len(ts) - 1), progress, "impute[smc]"):
-        dt = float(ts[i] - ts[i + 1])
-        drift, g = rsde.sde(x, tx[i].expand(B * K))
-        mean = (x - drift * dt).view((B, K) + shape)
-        std = g * math.sqrt(dt)
-        m, y_next = pinned(i + 1), path[i + 1]
-        # reverse-kernel log-density of the pinned part: log N(y_next; mean_pinned, std^2)
-        sq = ((y_next - mean) * m).flatten(2).pow(2).sum(2).to(torch.float64)
-        std64 = std.to(torch.float64).view(B, K)
-        n_pinned = m.flatten(2).sum(2).to(torch.float64)
-        log_w = log_w + (-0.5 * sq / std64 ** 2 - n_pinned * torch.log(std64))
-        proposal = mean + bcast(std, x).view((B, K) + (1,) * len(shape)) * gaussian_like(mean, generator)
-        x = torch.where(m, y_next, proposal).reshape((B * K,) + shape)
-        check_state(x, i, tx[i])
-        ess = 1.0 / torch.softmax(log_w, 1).pow(2).sum(1)
-        ess_trace.append(ess.mean())
-        low = ess < ess_threshold * K
-        if bool(low.any()):
-            resampled += 1
-            idx = _systematic_resample(log_w[low], generator)
-            base = (torch.nonzero(low).flatten() * K)[:, None]
-            rows = torch.arange(B * K, device=device).reshape(B, K)
-            rows[low] = base + idx
-            x = x[rows.flatten()]
-            log_w[low] = 0.0
+    ess, moved, resampled, state, reference = [], [], 0, None, None
+    rows = torch.arange(B, device=device)
+    with progress_bar(range(sweeps * (len(ts) - 1)), progress, "impute[smc]") as bar:
+        for sweep in range(sweeps):
+            # each pass draws a fresh observation path: given x_0 the forward paths of the coordinates are
+            # independent, so (fresh path, reference from the chain state) is a Gibbs step of the joint
+            path = _observation_path(sde, ts, y, c, generator).unsqueeze(2)  # (L, B, 1, ...)
+            if state is not None:
+                reference = _reference_path(sde, ts, state, y, c, release, generator)
+            x, log_w, trace = _smc_sweep(score_fn, sde, ts, path, pinned, shape, K, generator, ess_threshold,
+                                         reference, bar)
+            pick = torch.multinomial(torch.softmax(log_w, 1), 1, generator=generator).flatten()
+            if reference is not None:
+                moved.append(float((pick != 0).to(torch.float64).mean()))
+            state = x[rows, pick]
+            ess.extend(trace.mean(1).tolist())
+            resampled += int((trace < ess_threshold * K).any(1).sum())
     if record is not None:
-        record.update(ess=torch.stack(ess_trace).tolist() if ess_trace else [], resampled=resampled, num_particles=K,
-                      grid_steps=len(ts))
-    if denoise:
-        x = final_denoise(sde, score_fn, x, eps)
-    pick = torch.multinomial(torch.softmax(log_w, 1), 1, generator=generator).flatten()
-    x = x.reshape((B, K) + x.shape[1:])[torch.arange(B, device=device), pick]
+        record.update(ess=ess, resampled=resampled, num_particles=K, grid_steps=len(ts), sweeps=sweeps, moved=moved)
+    x = final_denoise(sde, score_fn, state, eps) if denoise else state
     return torch.where(mask & (c == 0), x_known, x)
 
 
@@ -247,19 +316,22 @@ def impute(model, x_known: torch.Tensor, mask: torch.Tensor, sde: Union[str, SDE
             x_known are ignored (NaN allowed there).
         noise_std: the known entries are x_0 + noise_std z (model space): a number or a tensor broadcastable
             to x_known, >= 0 (0: noise-free, returned as given; > 0: those entries are sampled as well).
-        method: "smc" (default; options num_particles, ess_threshold, denoise), "replacement"
+        method: "smc" (default; options num_particles, sweeps, ess_threshold, denoise), "replacement"
             (options of the PC sampler: predictor, corrector, snr, ...) or "dps" (approximate baseline,
             ``sampling.dps``; option scale).
-        steps: reverse-time steps (default sde.N); eps: final time (default sde.default_eps).
+        steps: reverse-time steps (per pass for "smc": default 200, times 5 passes; else default sde.N);
+            eps: final time (default sde.default_eps).
     Returns (B, ...) with the noise-free known entries equal to x_known, or (samples, SampleInfo); for "smc"
-    ``info.extra`` holds ``ess`` (the effective sample size after each step, mean over conditions),
-    ``resampled`` and ``num_particles``.
+    ``info.extra`` holds ``ess`` (the effective sample size after each step of each pass, mean over
+    conditions), ``resampled``, ``num_particles``, ``sweeps`` and ``moved`` (see ``smc_impute``).
     """
     check_choice("method", method, IMPUTE_METHODS)
     score_fn, sde, data_shape, device = resolve_model(model, sde)
     mask = _check_inputs(x_known, mask, data_shape)
     obs_std = _check_noise(noise_std, x_known)
-    steps = sde.N if steps is None else check_int("steps", steps, minimum=2)
+    if steps is None:
+        steps = SMC_STEPS if method == "smc" else sde.N
+    steps = check_int("steps", steps, minimum=2)
     eps = check_eps(eps, sde)
     fn = {"smc": smc_impute, "replacement": replacement_impute, "dps": dps_impute}[method]
     _check_options(method, fn, options)
