@@ -126,7 +126,7 @@ class SDE(abc.ABC):
         """(a, b, std), each like t: the forward process's posterior q(x_s | x_t, x_0) = N(a x_t + b x_0, std^2 I)
         for s < t (Ho et al. 2020, eq. 7, for any linear-drift SDE: x_t | x_s ~ N(alpha_t/alpha_s x_s,
         sigma_t^2 - (alpha_t/alpha_s)^2 sigma_s^2)).  With x_0 = Tweedie's estimate it is the ancestral kernel
-        on an arbitrary grid, exact when the data are Gaussian."""
+        on an arbitrary grid: its mean is E[x_s | x_t] for any data, its variance lacks b^2 Cov[x_0 | x_t]."""
         a_t, s_t = self.alpha_sigma(t)
         a_s, s_s = self.alpha_sigma(s)
         a_ts = a_t / a_s

@@ -179,8 +179,9 @@ def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, path: torch.Tensor, pinned,
     resample = _systematic_resample if reference is None else _conditional_resample
     for i in range(len(ts) - 1):
         # ancestral kernel q(x_{i+1} | x_i, x0_hat) (``SDE.posterior_coeffs``): the proposal of the free
-        # entries and the density of the pinned ones.  Unlike an Euler step it is the exact transition for
-        # Gaussian data, which keeps the forward-drawn reference consistent with the particles' law.
+        # entries and the density of the pinned ones.  Its mean is the true transition's for any data (only
+        # the b^2 Cov[x_0 | x_t] part of the variance is missing), so the forward-drawn reference is nearly
+        # distributed like the particles; with Euler steps it was not and the chain drifted (README, #13).
         a, b, std = (v.to(dtype) for v in sde.posterior_coeffs(ts[i:i + 1], ts[i + 1:i + 2]))
         x0 = tweedie_denoise(sde, score_fn, x, tx[i].expand(B * K))
         mean = (a * x + b * x0).view((B, K) + shape)
@@ -219,7 +220,7 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
     added to the grid, so a pass takes one more step per distinct noise level.  ``record`` receives ``ess``
     (the effective sample size after each step of every pass, before resampling, mean over conditions),
     ``resampled`` (steps at which any condition resampled), ``sweeps`` and ``moved``: per conditional pass,
-    the fraction of conditions whose draw left the previous one (the chain's move rate)."""
+    the fraction of conditions whose draw is not the reference particle (the chain's move rate)."""
     K = check_int("num_particles", num_particles)
     sweeps = check_int("sweeps", sweeps)
     ess_threshold = check_number("ess_threshold", ess_threshold, nonneg=True)
