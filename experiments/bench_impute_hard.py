@@ -4,6 +4,7 @@ weights 0.1/0.2/0.3/0.4), every other coordinate observed (offsets 0 and 1), the
 
     python experiments/bench_impute_hard.py            # ~10 min on 2 cores
     python experiments/bench_impute_hard.py --quick    # seconds (smoke test)
+    python experiments/bench_impute_hard.py --target image64 --n 100 --sdes vp --particles 64 --steps 1000
 
 Per condition, SDE and method: mode-weight TV against the exact conditional weights and its floor
 (the expected TV of as many exact draws), the mean exact log-density of the imputed part minus that of
@@ -26,6 +27,24 @@ from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
 
 
 def conditions(target, quick: bool, noise_std: float = 0.0):
+    """(name, known mask of data_shape, x float64 of data_shape holding the observation at the known entries)."""
+    if target.data_shape == (1, 8, 8):  # image64: the top rows observed
+        for rows in (1, 4, 7):
+            known = torch.zeros(1, 8, 8, dtype=torch.bool)
+            known[:, :rows] = True
+            x = torch.zeros(1, 8, 8, dtype=torch.float64)
+            x[known] = target.balanced_observation(known, 1, 2, noise_std)
+            yield f"rows[:{rows}] 1|2", known, x
+            if quick:
+                return
+        known = torch.zeros(1, 8, 8, dtype=torch.bool)
+        known[:, :4] = True
+        m = known.reshape(-1)  # low density: 3 sd out along the widest direction of mode 3's observed marginal
+        ev, U = torch.linalg.eigh(target.covs[3][m][:, m])
+        x = torch.zeros(1, 8, 8, dtype=torch.float64)
+        x[known] = target.means[3][m] + 3 * ev[-1].sqrt() * U[:, -1]
+        yield "rows[:4] tail of 3", known, x
+        return
     for offset in (0, 1):
         known = torch.zeros(16, dtype=torch.bool)
         known[offset::2] = True
@@ -58,6 +77,9 @@ def main(argv=None) -> dict:
     p.add_argument("--noise-std", type=float, default=0.0,
                    help="observation noise: y = x_known + noise_std z (the posterior then covers every coordinate)")
     p.add_argument("--sdes", nargs="+", default=["vp", "ve"])
+    p.add_argument("--target", choices=["gmm16d", "image64"], default="gmm16d",
+                   help="image64: 8 / 32 / 56 of 64 pixels observed (top rows) between modes 1 and 2, and a "
+                        "low-density observation")
     p.add_argument("--only", nargs="+", default=None, metavar="CONDITION",
                    help="run only these conditions, named as in the table (e.g. 'obs[0::2] 1|2')")
     p.add_argument("--seed", type=int, default=0)
@@ -67,7 +89,7 @@ def main(argv=None) -> dict:
     if args.quick:
         args.n, args.steps, args.particles, args.sdes = 20, 30, [4], ["vp"]
         args.smc_steps, args.sweeps = 30, 2
-    target = sde_score.get_target("gmm16d")
+    target = sde_score.get_target(args.target)
     rows = []
     print(f"{'condition':<16} {'sde':<3} {'method':<16} {'TV':>6} {'floor':>6} {'gap':>7} {'se':>5} {'minESS':>7} "
           f"{'NFE':>5}")
@@ -78,10 +100,10 @@ def main(argv=None) -> dict:
     for name, known, x in conditions(target, args.quick, args.noise_std):
         if args.only is not None and name not in args.only:
             continue
-        A = torch.eye(16, dtype=torch.float64)[known]
+        A = torch.eye(target.dim, dtype=torch.float64)[known.reshape(-1)]
         # noise-free: the conditional of the unknown part; noisy: the posterior of every coordinate
         cond = target.conditional(known, x) if args.noise_std == 0 else target.posterior(A, x[known], args.noise_std)
-        part = ~known if args.noise_std == 0 else torch.ones(16, dtype=torch.bool)
+        part = ~known if args.noise_std == 0 else torch.ones_like(known)
         exact = cond.sample(args.n, torch.Generator().manual_seed(args.seed + 1), dtype=torch.float64)
         lp_exact, se_exact = mean_log_prob(cond, exact)
         floor = tv_floor(cond, args.n)
@@ -95,7 +117,7 @@ def main(argv=None) -> dict:
                 runs.append(("replacement", {}, "replace"))
             runs += [("dps", dict(scale=s), f"dps {s:g}") for s in args.dps]
             for method, opts, label in runs:
-                x_known = x[None].expand(args.n, 16).float().clone()
+                x_known = x[None].expand((args.n,) + tuple(x.shape)).float().clone()
                 if method != "smc":
                     opts = dict(opts, steps=args.steps)
                 out, info = sde_score.impute(target.score_fn(sde), x_known, known, sde, method,
@@ -110,9 +132,10 @@ def main(argv=None) -> dict:
                 rows.append(row)
                 print(f"{name:<16} {sde_name:<3} {label:<16} {row['tv']:>6.3f} {floor:>6.3f} {row['gap']:>7.2f} "
                       f"{row['gap_se']:>5.2f} {ess:>7.1f} {info.nfe:>5}")
-    result = dict(rows=rows, seed=args.seed, n=args.n, steps=args.steps, smc_steps=args.smc_steps, sweeps=args.sweeps,
-                  noise_std=args.noise_std)
-    suffix = "" if args.noise_std == 0 else f"_noise{args.noise_std:g}"
+    result = dict(rows=rows, target=args.target, seed=args.seed, n=args.n, steps=args.steps, smc_steps=args.smc_steps,
+                  sweeps=args.sweeps, noise_std=args.noise_std)
+    suffix = ("" if args.target == "gmm16d" else f"_{args.target}") + (
+        "" if args.noise_std == 0 else f"_noise{args.noise_std:g}")
     write_json(Path(args.out) / f"bench_impute_hard{suffix}.json", result)
     return result
 

@@ -171,6 +171,8 @@ def test_bench_impute_hard_tiny(tmp_path):
     assert r["noise_std"] == 0.3 and (tmp_path / "bench_impute_hard_noise0.3.json").exists()
     with pytest.raises(ValueError, match=r"unknown condition\(s\) \['obs\[0::2\] 9\|9'\]"):
         _load("bench_impute_hard").main(["--quick", "--only", "obs[0::2] 9|9", "--out", str(tmp_path)])
+    r = _load("bench_impute_hard").main(["--quick", "--target", "image64", "--out", str(tmp_path)])
+    assert r["rows"][0]["condition"] == "rows[:1] 1|2" and (tmp_path / "bench_impute_hard_image64.json").exists()
 
 
 def test_digits_superres_tiny(tmp_path, capsys):
