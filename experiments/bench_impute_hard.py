@@ -26,9 +26,10 @@ from sde_score.io import write_json
 from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
 
 
-def conditions(target, quick: bool, noise_std: float = 0.0):
-    """(name, known mask of data_shape, x float64 of data_shape holding the observation at the known entries)."""
-    if target.data_shape == (1, 8, 8):  # image64: the top rows observed
+def conditions(target, quick: bool, noise_std: float = 0.0, family: str = "gmm16d"):
+    """(name, known mask of data_shape, x float64 of data_shape holding the observation at the known entries)
+    of the ``family``'s hard conditions (``target`` is that family's mixture)."""
+    if family == "image64":  # the top rows observed
         for rows in (1, 4, 7):
             known = torch.zeros(1, 8, 8, dtype=torch.bool)
             known[:, :rows] = True
@@ -93,11 +94,11 @@ def main(argv=None) -> dict:
     rows = []
     print(f"{'condition':<16} {'sde':<3} {'method':<16} {'TV':>6} {'floor':>6} {'gap':>7} {'se':>5} {'minESS':>7} "
           f"{'NFE':>5}")
-    names = [name for name, _, _ in conditions(target, False, args.noise_std)]
+    names = [name for name, _, _ in conditions(target, False, args.noise_std, args.target)]
     unknown = sorted(set(args.only or []) - set(names))
     if unknown:
         raise ValueError(f"unknown condition(s) {unknown}; the conditions are {names}")
-    for name, known, x in conditions(target, args.quick, args.noise_std):
+    for name, known, x in conditions(target, args.quick, args.noise_std, args.target):
         if args.only is not None and name not in args.only:
             continue
         A = torch.eye(target.dim, dtype=torch.float64)[known.reshape(-1)]

@@ -154,6 +154,8 @@ def _reference_path(sde: SDE, ts: torch.Tensor, x_end: torch.Tensor, y: torch.Te
     v = var.view((-1,) + (1,) * x_end.dim())
     bridged = torch.isfinite(release)
     if bool(bridged.any()):  # pin each noisy entry's free path to y at its release time
+        # the clamps below only keep the entries that are not bridged finite (the where drops them): for a
+        # bridged entry c^2 > var[-1] and v <= v_i
         v_i = (c.to(torch.float64) ** 2).clamp(min=float(var[-1]))
         j_i = torch.searchsorted(-ts.contiguous(), -release.clamp(min=float(ts[-1])).contiguous().flatten())
         at_release = free.flatten(1).gather(0, j_i.clamp(max=len(ts) - 1)[None]).view_as(x_end)
@@ -162,12 +164,13 @@ def _reference_path(sde: SDE, ts: torch.Tensor, x_end: torch.Tensor, y: torch.Te
     return (alpha.view_as(v) * free).to(x_end.dtype)
 
 
-def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, path: torch.Tensor, pinned, shape, K: int, generator,
-               ess_threshold: float, reference: Optional[torch.Tensor], bar) -> tuple:
+def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, kernel, path: torch.Tensor, pinned, shape, K: int,
+               generator, ess_threshold: float, reference: Optional[torch.Tensor], bar) -> tuple:
     """One SMC pass over the grid ts for B conditions of K particles sharing the observation path
-    (len(ts), B, 1, ...).  With ``reference`` (len(ts), B, ...) it is conditional SMC: slot 0 follows the
-    reference (its pinned entries on the path) and survives every resampling.  Returns the final states
-    (B, K, ...) at ts[-1], their log-weights (B, K) and the ESS (B,) after each step."""
+    (len(ts), B, 1, ...); ``kernel`` = ``sde.posterior_coeffs(ts[:-1], ts[1:])`` (the same for every pass).
+    With ``reference`` (len(ts), B, ...) it is conditional SMC: slot 0 follows the reference (its pinned
+    entries on the path) and survives every resampling.  Returns the final states (B, K, ...) at ts[-1], their
+    log-weights (B, K) and the ESS (B,) after each step."""
     B, device, dtype = path.shape[1], path.device, path.dtype
     tx = ts.to(dtype)
     x = sde.prior_sampling((B, K) + shape, generator, device=device, dtype=dtype)
@@ -182,13 +185,13 @@ def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, path: torch.Tensor, pinned,
         # entries and the density of the pinned ones.  Its mean is the true transition's for any data (only
         # the b^2 Cov[x_0 | x_t] part of the variance is missing), so the forward-drawn reference is nearly
         # distributed like the particles; with Euler steps it was not and the chain drifted (README, #13).
-        a, b, std = (v.to(dtype) for v in sde.posterior_coeffs(ts[i:i + 1], ts[i + 1:i + 2]))
+        a, b, std = (v[i].to(dtype) for v in kernel)
         x0 = tweedie_denoise(sde, score_fn, x, tx[i].expand(B * K))
         mean = (a * x + b * x0).view((B, K) + shape)
         m, y_next = pinned(i + 1), path[i + 1]
         sq = ((y_next - mean) * m).flatten(2).pow(2).sum(2).to(torch.float64)
         n_pinned = m.flatten(2).sum(2).to(torch.float64)
-        std64 = std.to(torch.float64)
+        std64 = kernel[2][i]
         log_w = log_w + (-0.5 * sq / std64 ** 2 - n_pinned * torch.log(std64))
         x = mean + std * gaussian_like(mean, generator)
         if reference is not None:
@@ -240,6 +243,7 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
     y = torch.where(mask, x_known, torch.zeros_like(x_known))
     ess, moved, resampled, state, reference = [], [], 0, None, None
     rows = torch.arange(B, device=device)
+    kernel = sde.posterior_coeffs(ts[:-1], ts[1:])  # float64 (a, b, std) of every step
     with progress_bar(range(sweeps * (len(ts) - 1)), progress, "impute[smc]") as bar:
         for sweep in range(sweeps):
             # each pass draws a fresh observation path: given x_0 the forward paths of the coordinates are
@@ -247,8 +251,8 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
             path = _observation_path(sde, ts, y, c, generator).unsqueeze(2)  # (L, B, 1, ...)
             if state is not None:
                 reference = _reference_path(sde, ts, state, y, c, release, generator)
-            x, log_w, trace = _smc_sweep(score_fn, sde, ts, path, pinned, shape, K, generator, ess_threshold,
-                                         reference, bar)
+            x, log_w, trace = _smc_sweep(score_fn, sde, ts, kernel, path, pinned, shape, K, generator,
+                                         ess_threshold, reference, bar)
             pick = torch.multinomial(torch.softmax(log_w, 1), 1, generator=generator).flatten()
             if reference is not None:
                 moved.append(float((pick != 0).to(torch.float64).mean()))
