@@ -55,11 +55,16 @@ def ideal_end_point(target: GaussianMixture, sde: SDE, n: int, generator: torch.
     """Exact samples of p_eps (eps = ``sde.default_eps``) followed by the exact Tweedie step at eps: where a
     sampler that ends with that step lands when its only error is that of the denoising step itself, so
     that a sampler's log-density gap to these samples is its discretisation error alone."""
+    return tweedie_end(sde, target.score_fn(sde), target.sample(n, generator, dtype=torch.float64), generator)
+
+
+def tweedie_end(sde: SDE, score_fn, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """x0 (B, ...) float64 forward-perturbed to eps = ``sde.default_eps`` and denoised there by the exact Tweedie
+    step of ``score_fn``: for exact draws x0 of a law, the ideal end point of a sampler of that law."""
     eps = sde.default_eps
-    x0 = target.sample(n, generator, dtype=torch.float64)
-    alpha, sigma = sde.alpha_sigma(torch.full((n,), eps, dtype=torch.float64))
+    alpha, sigma = sde.alpha_sigma(torch.full((x0.shape[0],), eps, dtype=torch.float64))
     x = bcast(alpha, x0) * x0 + bcast(sigma, x0) * torch.randn(x0.shape, generator=generator, dtype=torch.float64)
-    return final_denoise(sde, target.score_fn(sde), x, eps)
+    return final_denoise(sde, score_fn, x, eps)
 
 
 def sampler_quality(targets: Sequence[str], sdes: Sequence[str], n: int, seed: int, configs: Sequence[tuple],

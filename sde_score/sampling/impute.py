@@ -211,6 +211,42 @@ def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, kernel, path: torch.Tensor,
     return x.view((B, K) + shape), log_w, torch.stack(ess_trace)
 
 
+def _last_weighted_time(release: torch.Tensor, mask: torch.Tensor) -> Optional[float]:
+    """The smallest release time of the known entries when every known entry is observed with noise (below
+    it no entry is pinned, so no step carries a weight); None when some entry is noise-free or none is known."""
+    known = release[mask]
+    if known.numel() == 0 or not bool(torch.isfinite(known).all()):
+        return None
+    return float(known.min())
+
+
+def _descent_grid(sde: SDE, t_last: float, eps: float, steps: int, device) -> torch.Tensor:
+    """``steps`` + 1 times (float64) from t_last down to eps, geometric in the noise level sigma(t)/alpha(t).
+    Below the last release the draw is unconditional sampling from a state at a small noise level, where the
+    data's finest scales are resolved: the paper's uniform-t grid has few steps there (VP: 5 of 200 below
+    sigma_e = 0.1) and the ancestral kernel's missing b^2 Cov[x_0 | x_t] made the released entries too narrow
+    (README, #13)."""
+    ends = sde.edm_sigma(torch.tensor([t_last, eps], dtype=torch.float64, device=device))
+    levels = torch.logspace(float(ends[0].log10()), float(ends[1].log10()), steps + 1, dtype=torch.float64,
+                            device=device)
+    ts = sde.t_from_edm_sigma(levels).to(torch.float64)
+    ts[0], ts[-1] = t_last, eps  # exact end points (the round trip through sigma_e may move them a hair)
+    return ts
+
+
+def _ancestral_descent(score_fn, sde: SDE, ts: torch.Tensor, x: torch.Tensor, generator, bar) -> torch.Tensor:
+    """The ancestral kernel (``SDE.posterior_coeffs`` with Tweedie's x_0) from x (B, ...) at ts[0] down the
+    decreasing grid ts (float64) to ts[-1]; no entry pinned."""
+    a, b, std = (v.to(x.dtype) for v in sde.posterior_coeffs(ts[:-1], ts[1:]))
+    tx = ts.to(x.dtype)
+    for i in range(len(ts) - 1):
+        x0 = tweedie_denoise(sde, score_fn, x, tx[i].expand(x.shape[0]))
+        x = a[i] * x + b[i] * x0 + std[i] * gaussian_like(x, generator)
+        check_state(x, i, tx[i])
+        bar.update(1)
+    return x
+
+
 def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *, steps: int, eps: float,
                obs_std: Optional[torch.Tensor] = None, num_particles: int = 64, sweeps: int = SMC_SWEEPS,
                generator=None, progress: bool = True, denoise: bool = True, ess_threshold: float = 0.02,
@@ -220,10 +256,15 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
 
     ``obs_std`` (like x_known, float; None = all 0): the noise std of each known entry.  An entry with noise
     c > 0 is pinned to its forward path only while sigma_e(t) >= c and sampled below; its release time is
-    added to the grid, so a pass takes one more step per distinct noise level.  ``record`` receives ``ess``
+    added to the grid, so a pass takes one more step per distinct noise level.  When every known entry is
+    noisy, no step below the last release carries a weight: the passes stop there (the chain's state is the
+    draw at that time; given it the forward paths above are independent of x_0, so the Gibbs argument holds)
+    and the chosen draw descends once, ``steps`` ancestral steps geometric in sigma_e (``_descent_grid``), to
+    eps.  ``record`` receives ``ess``
     (the effective sample size after each step of every pass, before resampling, mean over conditions),
     ``resampled`` (steps at which any condition resampled), ``sweeps`` and ``moved``: per conditional pass,
-    the fraction of conditions whose draw is not the reference particle (the chain's move rate)."""
+    the fraction of conditions whose draw is not the reference particle (the chain's move rate),
+    ``weighted_until`` (the passes' last time) and ``descent_steps`` (0 when the passes reach eps)."""
     K = check_int("num_particles", num_particles)
     sweeps = check_int("sweeps", sweeps)
     ess_threshold = check_number("ess_threshold", ess_threshold, nonneg=True)
@@ -237,6 +278,11 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
     extra = release[torch.isfinite(release)]
     if extra.numel():  # each noisy entry is released exactly at its own time
         ts = torch.cat([ts, extra]).unique().flip(0)
+    t_last = _last_weighted_time(release, mask)
+    descent = None
+    if t_last is not None:  # no weight below t_last: the passes stop there, one descent finishes the draw
+        ts = ts[ts >= t_last]
+        descent = _descent_grid(sde, t_last, eps, steps, device)
     shape = tuple(x_known.shape[1:])
     # particles live as (B, K, ...) views: the condition's path and pinned mask broadcast over K, no copies
     pinned = lambda j: (mask & (ts[j] >= release)).unsqueeze(1)  # noqa: E731 - (B, 1, ...) held at ts[j]
@@ -244,7 +290,8 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
     ess, moved, resampled, state, reference = [], [], 0, None, None
     rows = torch.arange(B, device=device)
     kernel = sde.posterior_coeffs(ts[:-1], ts[1:])  # float64 (a, b, std) of every step
-    with progress_bar(range(sweeps * (len(ts) - 1)), progress, "impute[smc]") as bar:
+    total = sweeps * (len(ts) - 1) + (0 if descent is None else len(descent) - 1)
+    with progress_bar(range(total), progress, "impute[smc]") as bar:
         for sweep in range(sweeps):
             # each pass draws a fresh observation path: given x_0 the forward paths of the coordinates are
             # independent, so (fresh path, reference from the chain state) is a Gibbs step of the joint
@@ -259,8 +306,12 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
             state = x[rows, pick]
             ess.extend(trace.mean(1).tolist())
             resampled += int((trace < ess_threshold * K).any(1).sum())
+        if descent is not None:
+            state = _ancestral_descent(score_fn, sde, descent, state, generator, bar)
     if record is not None:
-        record.update(ess=ess, resampled=resampled, num_particles=K, grid_steps=len(ts), sweeps=sweeps, moved=moved)
+        record.update(ess=ess, resampled=resampled, num_particles=K, grid_steps=len(ts), sweeps=sweeps, moved=moved,
+                      descent_steps=0 if descent is None else len(descent) - 1,
+                      weighted_until=float(ts[-1]))
     x = final_denoise(sde, score_fn, state, eps) if denoise else state
     return torch.where(mask & (c == 0), x_known, x)
 
