@@ -18,51 +18,15 @@ error changes with the particle count.  Prints a table and writes bench_impute_h
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 from pathlib import Path
 
 import torch
 
 import sde_score
-from sde_score.benchmarks import tweedie_end
+from sde_score.benchmarks import impute_conditions, tweedie_end
 from sde_score.io import write_json
 from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
-
-
-def conditions(target, quick: bool, noise_std: float = 0.0, family: str = "gmm16d"):
-    """(name, known mask of data_shape, x float64 of data_shape holding the observation at the known entries)
-    of the ``family``'s hard conditions (``target`` is that family's mixture)."""
-    if family == "image64":  # the top rows observed
-        for rows in (1, 4, 7):
-            known = torch.zeros(1, 8, 8, dtype=torch.bool)
-            known[:, :rows] = True
-            x = torch.zeros(1, 8, 8, dtype=torch.float64)
-            x[known] = target.balanced_observation(known, 1, 2, noise_std)
-            yield f"rows[:{rows}] 1|2", known, x
-            if quick:
-                return
-        known = torch.zeros(1, 8, 8, dtype=torch.bool)
-        known[:, :4] = True
-        m = known.reshape(-1)  # low density: 3 sd out along the widest direction of mode 3's observed marginal
-        ev, U = torch.linalg.eigh(target.covs[3][m][:, m])
-        x = torch.zeros(1, 8, 8, dtype=torch.float64)
-        x[known] = target.means[3][m] + 3 * ev[-1].sqrt() * U[:, -1]
-        yield "rows[:4] tail of 3", known, x
-        return
-    for offset in (0, 1):
-        known = torch.zeros(16, dtype=torch.bool)
-        known[offset::2] = True
-        for i, j in itertools.combinations(range(target.num_components), 2):
-            try:
-                y = target.balanced_observation(known, i, j, noise_std)
-            except ValueError:  # the two weights never cross on that segment
-                continue
-            x = torch.zeros(16, dtype=torch.float64)
-            x[known] = y
-            yield f"obs[{offset}::2] {i}|{j}", known, x
-            if quick:
-                return
 
 
 def main(argv=None) -> dict:
@@ -98,11 +62,11 @@ def main(argv=None) -> dict:
     rows = []
     print(f"{'condition':<16} {'sde':<3} {'method':<16} {'TV':>6} {'floor':>6} {'gap':>7} {'se':>5} {'gap_end':>7} "
           f"{'se':>5} {'minESS':>7} {'NFE':>5}")
-    names = [name for name, _, _ in conditions(target, False, args.noise_std, args.target)]
+    names = [name for name, _, _ in impute_conditions(target, args.target, args.noise_std)]
     unknown = sorted(set(args.only or []) - set(names))
     if unknown:
         raise ValueError(f"unknown condition(s) {unknown}; the conditions are {names}")
-    for name, known, x in conditions(target, args.quick, args.noise_std, args.target):
+    for name, known, x in impute_conditions(target, args.target, args.noise_std, args.quick):
         if args.only is not None and name not in args.only:
             continue
         A = torch.eye(target.dim, dtype=torch.float64)[known.reshape(-1)]

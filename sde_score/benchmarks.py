@@ -8,11 +8,13 @@ them from here and never from each other.
 from __future__ import annotations
 
 import functools
+import itertools
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
 import torch
 
+from .checks import check_choice
 from .likelihood import log_likelihood
 from .metrics import mean_log_prob, mode_weight_tv, tv_floor
 from .sampling import CountingScore, final_denoise, optimized_schedule, sample
@@ -65,6 +67,48 @@ def tweedie_end(sde: SDE, score_fn, x0: torch.Tensor, generator: torch.Generator
     alpha, sigma = sde.alpha_sigma(torch.full((x0.shape[0],), eps, dtype=torch.float64))
     x = bcast(alpha, x0) * x0 + bcast(sigma, x0) * torch.randn(x0.shape, generator=generator, dtype=torch.float64)
     return final_denoise(sde, score_fn, x, eps)
+
+
+def impute_conditions(target: GaussianMixture, family: str = "gmm16d", noise_std: float = 0.0,
+                      quick: bool = False):
+    """The hard imputation conditions of experiments/bench_impute_hard.py (and the tests): yields (name, known
+    bool mask of data_shape, x float64 of data_shape holding the observation at the known entries, 0 elsewhere).
+
+    ``gmm16d`` (``target`` = get_target("gmm16d")): every other coordinate observed (offsets 0 and 1), at the
+    point between modes i and j where the exact conditional splits them evenly (``balanced_observation``).
+    ``image64``: the top 1 / 4 / 7 rows of 8 observed between modes 1 and 2, and a low-density observation (top 4
+    rows 3 sd out along the widest direction of mode 3's observed marginal).  ``quick``: the first only."""
+    check_choice("family", family, ("gmm16d", "image64"))
+    if family == "image64":  # the top rows observed
+        for rows in (1, 4, 7):
+            known = torch.zeros(1, 8, 8, dtype=torch.bool)
+            known[:, :rows] = True
+            x = torch.zeros(1, 8, 8, dtype=torch.float64)
+            x[known] = target.balanced_observation(known, 1, 2, noise_std)
+            yield f"rows[:{rows}] 1|2", known, x
+            if quick:
+                return
+        known = torch.zeros(1, 8, 8, dtype=torch.bool)
+        known[:, :4] = True
+        m = known.reshape(-1)  # low density: 3 sd out along the widest direction of mode 3's observed marginal
+        ev, U = torch.linalg.eigh(target.covs[3][m][:, m])
+        x = torch.zeros(1, 8, 8, dtype=torch.float64)
+        x[known] = target.means[3][m] + 3 * ev[-1].sqrt() * U[:, -1]
+        yield "rows[:4] tail of 3", known, x
+        return
+    for offset in (0, 1):
+        known = torch.zeros(16, dtype=torch.bool)
+        known[offset::2] = True
+        for i, j in itertools.combinations(range(target.num_components), 2):
+            try:
+                y = target.balanced_observation(known, i, j, noise_std)
+            except ValueError:  # the two weights never cross on that segment
+                continue
+            x = torch.zeros(16, dtype=torch.float64)
+            x[known] = y
+            yield f"obs[{offset}::2] {i}|{j}", known, x
+            if quick:
+                return
 
 
 def sampler_quality(targets: Sequence[str], sdes: Sequence[str], n: int, seed: int, configs: Sequence[tuple],

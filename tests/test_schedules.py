@@ -122,3 +122,26 @@ def test_fitted_schedule_errors():
     assert check_sampler({"method": "dpm_solver", "schedule": "fitted", "steps": 10}, sde)["schedule"] == "fitted"
     with pytest.raises(ValueError, match="steps"):
         check_sampler({"method": "dpm_solver", "schedule": "fitted", "steps": 1}, sde)
+
+
+@pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
+def test_balanced_time_grid_is_never_coarser_than_the_paper_or_log_snr_grid(sde_name):
+    """Each step is at most M times the paper grid's step in t and M times the log-SNR grid's step in
+    log sigma_e, where M (<= 2) is the total mass of the larger of the two densities; under VE both grids are the
+    paper's."""
+    from sde_score.sampling.schedules import balanced_time_grid, time_grid
+
+    sde, steps = get_sde(sde_name), 200
+    eps = sde.default_eps
+    ts = balanced_time_grid(sde, steps, eps, "cpu")
+    assert ts.dtype == torch.float64 and len(ts) == steps and float(ts[0]) == sde.T and float(ts[-1]) == eps
+    assert bool((ts.diff() < 0).all())
+    log_s = sde.edm_sigma(ts).log()
+    dt, dl = -ts.diff() / (sde.T - eps), -log_s.diff() / float(log_s[0] - log_s[-1])
+    mass = float(torch.maximum(dt, dl).sum())  # ~ M, the total mass of the larger density
+    assert 1.0 <= mass <= 2.0
+    assert float(dt.max()) <= 1.01 * mass / (steps - 1) and float(dl.max()) <= 1.01 * mass / (steps - 1)
+    if sde_name == "ve":
+        torch.testing.assert_close(ts, time_grid(sde, steps, eps, "cpu").double(), rtol=0, atol=1e-6)
+    else:  # the paper's grid has 6 (VP) / 19 (sub-VP) of 200 steps below sigma_e = 0.1
+        assert int((sde.edm_sigma(ts) < 0.1).sum()) >= 35
