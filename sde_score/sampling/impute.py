@@ -18,8 +18,8 @@
   independent, so this is a Gibbs sampler on (path, trajectory) whose invariant law is the conditional for
   any particle count; the passes are its iterations and the last draw is returned.  The passes step on
   ``schedules.balanced_time_grid``: the paper's spacing where the mode is decided, geometric in sigma/alpha at
-  low noise, where thin data directions need the steps (image64 VP: +10.8 nats to the ideal end point on
-  the paper's grid, +1.0 on this one, README).
+  low noise, where thin data directions need the steps (image64 VP, 8 of 64 pixels observed: +10.8 nats to the
+  ideal end point on the paper's grid, +1.0 on this one, README).
 
 Noisy observations (``noise_std`` c > 0): y = x_0 + c z has the law of x_{t*} / alpha(t*) at the time t* where
 sigma(t*)/alpha(t*) = c, because the forward noise is isotropic and independent across coordinates.  So a
@@ -226,9 +226,9 @@ def _last_weighted_time(release: torch.Tensor, mask: torch.Tensor) -> Optional[f
 def _descent_grid(sde: SDE, t_last: float, eps: float, steps: int, device) -> torch.Tensor:
     """``steps`` + 1 times (float64) from t_last down to eps, geometric in the noise level sigma(t)/alpha(t).
     Below the last release the draw is unconditional sampling from a state at a small noise level, where the
-    data's finest scales are resolved: the paper's uniform-t grid has few steps there (VP: 5 of 200 below
-    sigma_e = 0.1) and the ancestral kernel's missing b^2 Cov[x_0 | x_t] made the released entries too narrow
-    (README, #13)."""
+    data's finest scales are resolved and the ancestral kernel's missing b^2 Cov[x_0 | x_t] narrows the draw
+    unless the steps are fine.  One descent of the chosen draw costs one chain, not K particles times the passes,
+    so it affords ``steps`` steps there (the passes' grid has 38 of 200 VP steps below sigma_e = 0.1)."""
     ends = sde.edm_sigma(torch.tensor([t_last, eps], dtype=torch.float64, device=device))
     levels = torch.logspace(float(ends[0].log10()), float(ends[1].log10()), steps + 1, dtype=torch.float64,
                             device=device)

@@ -42,9 +42,10 @@ def balanced_time_grid(sde: SDE, steps: int, eps: float, device) -> torch.Tensor
     """``steps`` times (float64) from T down to eps, never coarser than either the paper's grid (uniform in t)
     or the log-SNR grid (uniform in log sigma_e): the step density is the larger of the two grids' densities,
     rescaled to ``steps``.  VE's paper grid is already uniform in log sigma_e, so there it is the paper's grid;
-    under VP / sub-VP it keeps the paper's spacing where the mode is decided (mid noise, at 1/M of the density,
-    M = 1.27 for the default VP) and is geometric at low noise, where the paper's grid is coarse (5 of 200 VP
-    steps below sigma_e = 0.1) and data of fine scale need the steps."""
+    under VP / sub-VP it keeps the paper's spacing where the mode is decided (mid noise, at 1/M of its density,
+    M = 1.27 for the default VP, 1.39 for sub-VP) and is geometric at low noise, where the paper's grid is coarse
+    (6 of 200 VP steps below sigma_e = 0.1; here 38) and data of fine scale need the steps (the SMC imputation's
+    grid, ``sampling.impute``)."""
     steps = check_int("steps", steps, minimum=2)
     t_lo, t_hi = torch.tensor([eps, sde.T], dtype=torch.float64)
     levels = torch.logspace(float(sde.edm_sigma(t_lo).log10()), float(sde.edm_sigma(t_hi).log10()), 4001,
