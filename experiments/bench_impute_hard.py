@@ -102,7 +102,8 @@ def main(argv=None) -> dict:
                 row = dict(condition=name, sde=sde_name, method=label, tv=mode_weight_tv(cond, xu), floor=floor,
                            gap=lp - lp_exact, gap_se=math.hypot(se, se_exact), gap_end=lp - lp_ideal,
                            gap_end_se=math.hypot(se, se_ideal), min_ess=ess, nfe=info.nfe,
-                           weights_exact=cond.weights.tolist(), n=args.n)
+                           weights_exact=cond.weights.tolist(), weights=cond.responsibilities(xu).mean(0).tolist(),
+                           n=args.n)
                 rows.append(row)
                 print(f"{name:<16} {sde_name:<3} {label:<16} {row['tv']:>6.3f} {floor:>6.3f} {row['gap']:>7.2f} "
                       f"{row['gap_se']:>5.2f} {row['gap_end']:>7.2f} {row['gap_end_se']:>5.2f} {ess:>7.1f} "
