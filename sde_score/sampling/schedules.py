@@ -58,7 +58,7 @@ def balanced_time_grid(sde: SDE, steps: int, eps: float, device) -> torch.Tensor
     cum = torch.cat([torch.zeros(1, dtype=torch.float64), mass.cumsum(0)])
     target = torch.linspace(float(cum[-1]), 0.0, steps, dtype=torch.float64)
     j = torch.searchsorted(cum, target).clamp(1, len(cum) - 1)
-    frac = (target - cum[j - 1]) / (cum[j] - cum[j - 1])
+    frac = (target - cum[j - 1]) / (cum[j] - cum[j - 1]).clamp(min=1e-300)  # VE's coinciding points: 0 mass
     ts = dense[j - 1] + frac * (dense[j] - dense[j - 1])
     ts[0], ts[-1] = sde.T, eps
     return ts.to(device)
