@@ -40,7 +40,7 @@ from ..sdes import SDE
 from .denoiser import final_denoise, tweedie_denoise
 from .dps import dps_impute
 from .model import counted_run, resolve_model
-from .schedules import balanced_time_grid
+from .schedules import balanced_time_grid, geometric_times
 from .state import check_output, check_state, gaussian_like, progress_bar
 
 IMPUTE_METHODS = ("smc", "replacement", "dps")
@@ -183,20 +183,19 @@ def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, kernel, path: torch.Tensor,
     log_w = torch.zeros(B, K, dtype=torch.float64, device=device)
     ess_trace = []
     resample = _systematic_resample if reference is None else _conditional_resample
+    a, b, std = (v.to(dtype) for v in kernel)  # the states' dtype; the weights use the float64 std
     for i in range(len(ts) - 1):
         # ancestral kernel q(x_{i+1} | x_i, x0_hat) (``SDE.posterior_coeffs``): the proposal of the free
         # entries and the density of the pinned ones.  Its mean is the true transition's for any data (only
         # the b^2 Cov[x_0 | x_t] part of the variance is missing), so the forward-drawn reference is nearly
         # distributed like the particles; with Euler steps it was not and the chain drifted (README, #13).
-        a, b, std = (v[i].to(dtype) for v in kernel)
-        x0 = tweedie_denoise(sde, score_fn, x, tx[i].expand(B * K))
-        mean = (a * x + b * x0).view((B, K) + shape)
+        mean = _ancestral_mean(score_fn, sde, x, tx[i], a[i], b[i]).view((B, K) + shape)
         m, y_next = pinned(i + 1), path[i + 1]
         sq = ((y_next - mean) * m).flatten(2).pow(2).sum(2).to(torch.float64)
         n_pinned = m.flatten(2).sum(2).to(torch.float64)
         std64 = kernel[2][i]
         log_w = log_w + (-0.5 * sq / std64 ** 2 - n_pinned * torch.log(std64))
-        x = mean + std * gaussian_like(mean, generator)
+        x = mean + std[i] * gaussian_like(mean, generator)
         if reference is not None:
             x[:, 0] = reference[i + 1]
         x = torch.where(m, y_next, x).reshape((B * K,) + shape)
@@ -229,12 +228,14 @@ def _descent_grid(sde: SDE, t_last: float, eps: float, steps: int, device) -> to
     data's finest scales are resolved and the ancestral kernel's missing b^2 Cov[x_0 | x_t] narrows the draw
     unless the steps are fine.  One descent of the chosen draw costs one chain, not K particles times the passes,
     so it affords ``steps`` steps there (the passes' grid has 38 of 200 VP steps below sigma_e = 0.1)."""
-    ends = sde.edm_sigma(torch.tensor([t_last, eps], dtype=torch.float64, device=device))
-    levels = torch.logspace(float(ends[0].log10()), float(ends[1].log10()), steps + 1, dtype=torch.float64,
-                            device=device)
-    ts = sde.t_from_edm_sigma(levels).to(torch.float64)
-    ts[0], ts[-1] = t_last, eps  # exact end points (the round trip through sigma_e may move them a hair)
-    return ts
+    return geometric_times(sde, t_last, eps, steps + 1).to(device)
+
+
+def _ancestral_mean(score_fn, sde: SDE, x: torch.Tensor, t: torch.Tensor, a: torch.Tensor,
+                    b: torch.Tensor) -> torch.Tensor:
+    """The ancestral kernel's mean a x + b x0_hat(x, t) (``SDE.posterior_coeffs``, Tweedie's x0_hat) for x (N, ...)
+    at the time t (0-dim): E[x_s | x_t] for any data."""
+    return a * x + b * tweedie_denoise(sde, score_fn, x, t.expand(x.shape[0]))
 
 
 def _ancestral_descent(score_fn, sde: SDE, ts: torch.Tensor, x: torch.Tensor, generator, bar) -> torch.Tensor:
@@ -243,8 +244,7 @@ def _ancestral_descent(score_fn, sde: SDE, ts: torch.Tensor, x: torch.Tensor, ge
     a, b, std = (v.to(x.dtype) for v in sde.posterior_coeffs(ts[:-1], ts[1:]))
     tx = ts.to(x.dtype)
     for i in range(len(ts) - 1):
-        x0 = tweedie_denoise(sde, score_fn, x, tx[i].expand(x.shape[0]))
-        x = a[i] * x + b[i] * x0 + std[i] * gaussian_like(x, generator)
+        x = _ancestral_mean(score_fn, sde, x, tx[i], a[i], b[i]) + std[i] * gaussian_like(x, generator)
         check_state(x, i, tx[i])
         bar.update(1)
     return x

@@ -47,11 +47,8 @@ def balanced_time_grid(sde: SDE, steps: int, eps: float, device) -> torch.Tensor
     (6 of 200 VP steps below sigma_e = 0.1; here 38) and data of fine scale need the steps (the SMC imputation's
     grid, ``sampling.impute``)."""
     steps = check_int("steps", steps, minimum=2)
-    t_lo, t_hi = torch.tensor([eps, sde.T], dtype=torch.float64)
-    levels = torch.logspace(float(sde.edm_sigma(t_lo).log10()), float(sde.edm_sigma(t_hi).log10()), 4001,
-                            dtype=torch.float64)
     dense = torch.cat([torch.linspace(eps, sde.T, 4001, dtype=torch.float64),
-                       sde.t_from_edm_sigma(levels[1:-1]).to(torch.float64).clamp(eps, sde.T)]).unique()
+                       geometric_times(sde, eps, sde.T, 4001)[1:-1].clamp(eps, sde.T)]).unique()
     log_s = sde.edm_sigma(dense).log()
     # per interval of the dense grid, the larger of the two grids' fractions of their whole span
     mass = torch.maximum(dense.diff() / (sde.T - eps), log_s.diff() / (log_s[-1] - log_s[0]))
@@ -62,6 +59,16 @@ def balanced_time_grid(sde: SDE, steps: int, eps: float, device) -> torch.Tensor
     ts = dense[j - 1] + frac * (dense[j] - dense[j - 1])
     ts[0], ts[-1] = sde.T, eps
     return ts.to(device)
+
+
+def geometric_times(sde: SDE, t_from: float, t_to: float, num: int) -> torch.Tensor:
+    """``num`` times (float64) from t_from to t_to whose noise levels sigma(t)/alpha(t) are geometric, the end
+    points exact (the round trip through sigma_e may move them a hair)."""
+    ends = sde.edm_sigma(torch.tensor([t_from, t_to], dtype=torch.float64))
+    levels = torch.logspace(float(ends[0].log10()), float(ends[1].log10()), num, dtype=torch.float64)
+    ts = sde.t_from_edm_sigma(levels).to(torch.float64)
+    ts[0], ts[-1] = t_from, t_to
+    return ts
 
 
 SCHEDULES = ("karras", "log_snr", "time_uniform")
