@@ -40,11 +40,11 @@ CONFIGS: List[tuple] = [
     ("heun (EDM)", "heun", 18, {}),
     ("dpm_solver++ 2M", "dpm_solver", 10, dict(corrector=False)),
     ("dpm_solver++ 2M", "dpm_solver", 20, dict(corrector=False)),
-    ("dpm_solver++ 2M+corrector (default)", "dpm_solver", 10, {}),
-    ("dpm_solver++ 2M+corrector (default)", "dpm_solver", 20, {}),
+    ("dpm_solver++ 2M+corrector (default below 20)", "dpm_solver", 10, {}),
+    ("dpm_solver++ 2M+corrector", "dpm_solver", 20, dict(order=2)),
     ("dpm_solver++ 3M", "dpm_solver", 20, dict(order=3, corrector=False)),
-    ("dpm_solver++ 3M+corrector", "dpm_solver", 20, dict(order=3)),
-    ("dpm_solver++ 2M+corrector, fitted levels", "dpm_solver", 20, dict(schedule=FITTED)),
+    ("dpm_solver++ 3M+corrector (default from 20)", "dpm_solver", 20, {}),
+    ("dpm_solver++ 2M+corrector, fitted levels", "dpm_solver", 20, dict(order=2, schedule=FITTED)),
     ("dpm_solver++ 3M+corrector, fitted levels", "dpm_solver", 20, dict(order=3, schedule=FITTED)),
     ("dpm_solver-2 (single)", "dpm_solver", 11, dict(multistep=False)),
     ("sde_adaptive", "sde_adaptive", 100, dict(rtol=1e-2)),
@@ -62,10 +62,10 @@ GAP_CONFIGS: List[tuple] = [
 
 # the samplers that end with the Tweedie step, against the ideal end point (exact p_eps + that step)
 IDEAL_CONFIGS: List[tuple] = [
-    ("dpm_solver++ 2M+corrector (default)", "dpm_solver", 10, {}),
-    ("dpm_solver++ 2M+corrector (default)", "dpm_solver", 20, {}),
+    ("dpm_solver++ 2M+corrector (default below 20)", "dpm_solver", 10, {}),
+    ("dpm_solver++ 2M+corrector", "dpm_solver", 20, dict(order=2)),
     ("dpm_solver++ 3M+corrector", "dpm_solver", 10, dict(order=3)),
-    ("dpm_solver++ 3M+corrector", "dpm_solver", 20, dict(order=3)),
+    ("dpm_solver++ 3M+corrector (default from 20)", "dpm_solver", 20, {}),
     ("dpm_solver++ 3M+corrector, fitted levels", "dpm_solver", 20, dict(order=3, schedule=FITTED)),
     ("heun (EDM)", "heun", 18, {}),
     ("ode dopri5", "ode", None, dict(solver="dopri5")),
@@ -132,7 +132,7 @@ def run_overhead(batch: int, seed: int, steps: int, reps: int) -> List[Dict]:
                                 ("sde torchsde euler", "sde", dict()),
                                 ("ode dopri5", "ode", dict(solver="dopri5", rtol=1e-3, atol=1e-3)),
                                 ("heun", "heun", dict()),
-                                ("dpm_solver", "dpm_solver", dict()),
+                                ("dpm_solver", "dpm_solver", dict(order=2)),
                                 ("ode rk45 (paper)", "ode", dict(solver="rk45", rtol=1e-3, atol=1e-3))]:
         ratios, calls = [], []
         n_steps = steps if method in ("pc", "sde") else None
@@ -209,7 +209,7 @@ def run_ode_distance(ckpt: str, n: int, seed: int, quick: bool = False) -> List[
                                           fine_levels=40 if quick else 120,
                                           generator=torch.Generator().manual_seed(seed + 2), progress=False)
     rows = []
-    for label, opts in [("2M+corrector", {}), ("3M+corrector", dict(order=3))]:
+    for label, opts in [("2M+corrector", dict(order=2)), ("3M+corrector (default)", {})]:
         for sched_label, schedule in [("log-SNR levels", "log_snr"), ("fitted levels", levels)]:
             x = sde_score.sample(model, method="dpm_solver", num_samples=n, steps=20, schedule=schedule,
                                  generator=gen(), progress=False, **opts)
@@ -237,16 +237,19 @@ def main(argv=None) -> dict:
     p.add_argument("--ideal-sdes", default="ve,vp,subvp")
     p.add_argument("--ideal-samples", type=int, default=5000)
     p.add_argument("--ckpt", default=None,
-                   help="a trained ScoreModule: only the few-step samplers' distance to its PF-ODE map")
+                   help="trained ScoreModule checkpoints (comma-separated): only the few-step samplers' distance to "
+                        "each one's PF-ODE map")
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.ideal:
         return run_ideal(args)
     if args.ckpt:
         n = 8 if args.quick else 256
-        print(f"== distance to the PF-ODE map, {args.ckpt}, {n} samples")
-        result = dict(rows=run_ode_distance(args.ckpt, n, args.seed, args.quick), ckpt=args.ckpt, num_samples=n,
-                      seed=args.seed)
+        rows = []
+        for ckpt in args.ckpt.split(","):
+            print(f"== distance to the PF-ODE map, {ckpt}, {n} samples")
+            rows += [dict(row, ckpt=ckpt) for row in run_ode_distance(ckpt, n, args.seed, args.quick)]
+        result = dict(rows=rows, ckpt=args.ckpt, num_samples=n, seed=args.seed)
         write_json(f"{args.out}/bench_samplers_ckpt.json", result)
         return result
     n, configs, steps, reps = args.num_samples, CONFIGS, 200, 3

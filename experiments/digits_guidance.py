@@ -39,6 +39,8 @@ def main(argv=None) -> dict:
     p.add_argument("--scales", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0])
     p.add_argument("--per-class", type=int, default=100)
     p.add_argument("--method", default="dpm_solver")
+    p.add_argument("--order", type=int, default=2,
+                   help="dpm_solver's order: 2M, as DPM-Solver++ advises for guided sampling (Lu et al. 2022)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--grid-scale", type=float, default=1.0)
     p.add_argument("--classifier", default=None,
@@ -61,6 +63,8 @@ def main(argv=None) -> dict:
         for w in args.scales:
             gen = torch.Generator().manual_seed(args.seed)
             opts = dict(method=args.method, steps=args.steps, return_info=True, progress=False, generator=gen)
+            if args.method == "dpm_solver":
+                opts["order"] = args.order
             if kind == "classifier_free":
                 x, info = sde_score.sample(module, num_samples=len(labels), labels=labels, guidance_scale=w, **opts)
             else:  # the model without labels is its unconditional score

@@ -92,7 +92,7 @@ def main(argv=None) -> Dict:
                              generator=torch.Generator().manual_seed(args.seed), progress=not args.no_progress)
         row["bpd"], row["bpd_stderr"] = mean_se(res.bpd)
         row["likelihood_nfe"] = res.nfe
-        x = sample(module, method="dpm_solver", num_samples=args.num_samples, progress=not args.no_progress,
+        x = sample(module, method="dpm_solver", order=2, num_samples=args.num_samples, progress=not args.no_progress,
                    generator=torch.Generator().manual_seed(args.seed))
         save_samples_picture(str(out / f"{name}_samples.png"), x[:64], dm, title=f"{name}: 64 samples")
         q = evaluate(dm.scaler.to_data(x), ref, features, kid_subsets=args.kid_subsets,

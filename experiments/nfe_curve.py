@@ -19,8 +19,8 @@ SWEEP = (
     + [("pc euler_maruyama", "pc", s, dict(corrector="none", predictor="euler_maruyama")) for s in (50, 150, 500)]
     + [("ode dopri5", "ode", None, dict(rtol=tol, atol=tol)) for tol in (1e-2, 1e-3, 1e-5)]
     + [("heun", "heun", s, {}) for s in (4, 8, 16, 32)]
-    + [("dpm_solver 2M", "dpm_solver", s, dict(corrector=False)) for s in (5, 10, 20, 40)]
-    + [("dpm_solver 2M+corrector", "dpm_solver", s, {}) for s in (5, 10, 20, 40)]
+    + [("dpm_solver 2M", "dpm_solver", s, dict(order=2, corrector=False)) for s in (5, 10, 20, 40)]
+    + [("dpm_solver 2M+corrector", "dpm_solver", s, dict(order=2)) for s in (5, 10, 20, 40)]
     + [("dpm_solver 3M", "dpm_solver", s, dict(order=3, corrector=False)) for s in (5, 10, 20, 40)]
     + [("dpm_solver 3M+corrector", "dpm_solver", s, dict(order=3)) for s in (5, 10, 20, 40)]
     + [("dpm_solver 3M+corrector, fitted levels", "dpm_solver", s, dict(order=3, schedule=FITTED))

@@ -32,3 +32,44 @@ def test_dpm_solver_convergence_order(opts, order):
 def test_dpm_solver_third_order_corrector_helps():
     # 3M is already high order on a Gaussian (slope ~4); the corrector still lowers its error at 24 levels
     assert gaussian_ode_error(24, order=3) < 0.5 * gaussian_ode_error(24, order=3, corrector=False)
+
+
+@pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
+@pytest.mark.parametrize("order", [2, 3])
+def test_gaussian_response_is_the_samplers_own_linear_map(sde_name, order):
+    # on N(0, diag v) data the sampler maps x_T linearly; gaussian_response predicts the ratio of its output std to
+    # the ideal end point's from the levels alone (no score calls), so it must agree with a run to round-off
+    from sde_score.sampling.dpm_solver import gaussian_response
+    from sde_score.sampling.schedules import sigma_schedule
+    from sde_score.targets import GaussianMixture
+
+    sde = get_sde(sde_name)
+    v = torch.tensor([1e-3, 0.03, 0.5, 4.0], dtype=torch.float64)
+    gauss = GaussianMixture([1.0], torch.zeros(1, 4, dtype=torch.float64), torch.diag(v)[None])
+    levels = sigma_schedule(sde, 12, sde.default_eps, "log_snr")
+    alpha_T = float(sde.alpha_sigma(torch.tensor([sde.T], dtype=torch.float64))[0][0])
+    x = sample(gauss.score_fn(sde), sde, "dpm_solver", x_T=torch.full((1, 4), alpha_T, dtype=torch.float64),
+               schedule=levels, order=order, progress=False)[0]  # x_hat_T = 1
+    s0, s1 = levels[0], levels[-1]
+    ratio = x * (v + s0 ** 2).sqrt() / (v / (v + s1 ** 2).sqrt())
+    lams = torch.tensor([-math.log(s) for s in levels], dtype=torch.float64)
+    predicted = gaussian_response(lams, v, order)
+    assert torch.allclose(ratio, predicted, rtol=1e-9, atol=0), (ratio / predicted - 1)
+    assert (predicted - 1).abs().max() > 1e-4  # 12 levels are not exact: the comparison is not trivial
+    # and it is differentiable in the levels (what polishing a schedule needs)
+    lams.requires_grad_(True)
+    gaussian_response(lams, v, order).sum().backward()
+    assert torch.isfinite(lams.grad).all() and lams.grad.abs().sum() > 0
+
+
+def test_default_order_is_3m_from_20_levels_and_2m_below():
+    # the default follows the measured crossover (README): 3M + corrector from ORDER3_FROM levels, 2M below
+    from sde_score.sampling.dpm_solver import ORDER3_FROM
+
+    target, sde = get_target("gmm16d"), get_sde("vp")
+    run = lambda **kw: sample(target.score_fn(sde), sde, "dpm_solver", shape=(64, 16),  # noqa: E731
+                              generator=torch.Generator().manual_seed(0), progress=False, **kw)
+    assert ORDER3_FROM == 20
+    assert torch.equal(run(steps=20), run(steps=20, order=3)) and not torch.equal(run(steps=20), run(steps=20, order=2))
+    assert torch.equal(run(steps=19), run(steps=19, order=2))
+    assert torch.equal(run(steps=11, multistep=False), run(steps=11, multistep=False, order=2))

@@ -14,7 +14,8 @@ import sde_score
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["quickstart", "bench_samplers", "bench_likelihood", "likelihood_eval", "langevin_failure", "nfe_curve",
            "digits_inpaint", "likelihood_accuracy", "digits_bpd", "digits_guidance",
-           "bench_impute_hard", "digits_superres", "bench_compile", "sample_quality", "digits_networks"]
+           "bench_impute_hard", "digits_superres", "bench_compile", "sample_quality", "digits_networks",
+           "linear_response", "schedule_polish"]
 ALLOWED_ROOTS = set(sys.stdlib_module_names) | {"sde_score", "torch", "numpy", "yaml", "scipy", "tqdm", "sklearn",
                                                 "torchsde", "torchdiffeq", "pytorch_lightning"}
 
@@ -80,6 +81,11 @@ def test_bench_and_experiments_tiny(tmp_path):
     assert len(r["rows"]) == 6
     r = _load("nfe_curve").main(["--quick", "--targets", "ring8", "--sdes", "vp", "--out", out])
     assert (tmp_path / "nfe_curve_ring8.png").exists()
+    r = _load("linear_response").main(["--quick", "--out", out])
+    assert len(r["rows"]) == 2 and all(row["predicted_gap"] is not None for row in r["rows"])
+    assert (tmp_path / "linear_response.png").exists()
+    r = _load("schedule_polish").main(["--quick", "--out", out])
+    assert len(r["rows"]) == 1 and (tmp_path / "schedule_polish.json").exists()
     r = _load("likelihood_eval").main(["--target", "ring8", "--num-points", "16", "--out", out, "--no-progress"])
     assert r["num_points"] == 16 and (tmp_path / "ring8_vp_ring8_test.csv").exists()
     r = _load("langevin_failure").main(["--num-samples", "200", "--langevin-steps", "50", "--train-steps", "20",

@@ -93,11 +93,11 @@ CASES = {
 
 PINNED = {
     "annealed_langevin": "dd14acc86e6319e65823",
-    "dpm_solver_gmm16d": "42d2d1e8846d0d846e8c",
-    "dpm_solver_subvp_single": "5d54f11e52c80aebaeef",
+    "dpm_solver_gmm16d": "2c68d95e1d68decaf32f",
+    "dpm_solver_subvp_single": "7d8c345bc44c589d56c7",
     "dpm_solver_ve_3m_karras": "3f4af67dc9c8e46e5639",
-    "dpm_solver_vp": "b8784789f71aeab106b4",
-    "heun_subvp": "b75f45952c4c33508668",
+    "dpm_solver_vp": "e6adeecd057e903a0de7",
+    "heun_subvp": "a214d556244afdeeb6e2",
     "heun_ve_churn": "373857a6f940ebc61511",
     "impute_replacement": "60216b803736d46f7f01",
     "impute_smc": "fd78780cf97d70f506af",

@@ -13,6 +13,7 @@ import pkgutil as _pkgutil
 
 from .api import ode_encode, sample
 from .denoiser import Denoiser, final_denoise, tweedie_denoise
+from .dpm_solver import default_order, gaussian_response
 from .impute import impute
 from .inverse import solve_inverse
 from .methods import METHODS, register_method
@@ -29,4 +30,5 @@ __all__ = ["METHODS", "register_method", "sample", "ode_encode", "resolve_model"
            "CountingScore", "SampleInfo", "SamplerStep", "Denoiser", "final_denoise", "tweedie_denoise", "impute",
            "solve_inverse",
            "PFODE", "integrate", "CORRECTORS", "PREDICTORS", "Corrector", "Predictor", "register_corrector",
-           "register_predictor", "optimized_schedule", "sigma_schedule", "time_grid"]
+           "register_predictor", "optimized_schedule", "sigma_schedule", "time_grid", "default_order",
+           "gaussian_response"]
