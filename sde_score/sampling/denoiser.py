@@ -49,5 +49,6 @@ class Denoiser:
 
     def to_scaled(self, x: torch.Tensor) -> torch.Tensor:
         """A prior draw x_T in scaled coordinates x_hat = x_T / alpha(T)."""
-        alpha_T, _ = self.sde.alpha_sigma(torch.full((1,), self.sde.T, dtype=torch.float64))  # float64: a float64
-        return x / float(alpha_T)  # state must not carry float32 round-off of alpha(T) (1e-7 relative)
+        # alpha(T) in float64: a float64 state must not carry its float32 round-off (1e-7 relative)
+        alpha_T, _ = self.sde.alpha_sigma(torch.full((1,), self.sde.T, dtype=torch.float64))
+        return x / float(alpha_T)

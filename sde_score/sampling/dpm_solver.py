@@ -8,12 +8,14 @@ With x_hat = x / alpha and lambda = -log sigma_e the PF-ODE is dx_hat/dlambda = 
   anyway), redo the last step with the polynomial through that node too: one order higher at no
   extra NFE (the UniC idea of UniPC, Zhao et al. 2023);
 - single-step (DPM-Solver-2): a midpoint in lambda.
+By default 3M + corrector from ``ORDER3_FROM`` (20) levels, 2M + corrector below (``default_order``).
+``gaussian_response`` runs the same multistep update on Gaussian data, where it is a linear map of x_T.
 The last level jumps to sigma_e = 0 with D itself: the exact posterior mean.
 """
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import torch
 
@@ -26,7 +28,7 @@ from .state import Callback, SamplerStep, check_state, progress_bar
 Node = Tuple[float, torch.Tensor]  # (lambda, D at that level)
 
 
-def _exp_integrator_step(x: torch.Tensor, h: float, derivs: List[torch.Tensor]) -> torch.Tensor:
+def _exp_integrator_step(x: torch.Tensor, h: Union[float, torch.Tensor], derivs: List[torch.Tensor]) -> torch.Tensor:
     """Exact integral of dx/dlam = D(lam) - x over a step h with D(lam_i + tau) Taylor-expanded to
     D + tau D' + tau^2/2 D'':  x e^-h + c1 D + c2 D' + c3 D'', where c_k = int_0^h e^-(h-tau) tau^(k-1)
     / (k-1)! dtau: c1 = 1 - e^-h, c2 = h - c1, c3 = (h^2 - 2h + 2 c1) / 2."""
@@ -91,8 +93,8 @@ def gaussian_response(lams: torch.Tensor, variances: torch.Tensor, order: int = 
     """The multistep solver's error on Gaussian data, per direction: data N(0, v) along each of ``variances`` (V,),
     levels sigma_e = exp(-lams) (K,) (increasing lambda, a tensor that may require grad).  On such data the solver
     is a linear map of x_T; returns (V,) the std of its samples over the std of the ideal end point (exact p at
-    the last level, then its Tweedie step: v / sqrt(v + sigma_K^2)); 1 is exact.  Image-like data, with many thin
-    directions, lose about d (r - 1) nats of mean log-density per direction of ratio r (README)."""
+    the last level, then its Tweedie step: v / sqrt(v + sigma_K^2)); 1 is exact.  A direction of ratio r costs
+    (r^2 - 1) / 2 nats of mean log-density (experiments/linear_response.py sums that over a mixture's directions)."""
     v = variances.to(torch.float64)
     x = torch.ones_like(v)  # x_hat_T = 1 stands for a draw of std sqrt(v + sigma_0^2)
     solver = _Multistep(order, corrector)
