@@ -1,6 +1,7 @@
 """How much of a few-step sampler's error is its error on Gaussian directions: for each target, SDE and
 DPM-Solver++ configuration, the gap to the ideal end point predicted from the levels alone
-(``sampling.dpm_solver.gaussian_response`` on every eigen-direction of every mixture component) beside the
+(``benchmarks.gaussian_response_gap``: ``sampling.gaussian_response`` on every eigen-direction of every
+mixture component) beside the
 measured one (``benchmarks.sampler_quality``), and a PNG of the response ratio against the direction's variance.
 
 On N(0, v) data the solver is a linear map of x_T; if its samples have r times the ideal end point's std along
@@ -12,19 +13,17 @@ apart, it is not.
 """
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 from typing import Dict, List
 
 import torch
 
-from sde_score.benchmarks import FITTED, fitted_levels, sampler_quality
+from sde_score.benchmarks import FITTED, exact_target_parser, fitted_levels, gaussian_response_gap, sampler_quality
 from sde_score.io import write_json
 from sde_score.plotting import log_log, pyplot, save_figure
 from sde_score.sampling import gaussian_response, sigma_schedule
 from sde_score.sdes import get_sde
-from sde_score.targets import get_target
 
 CONFIGS = [(f"{order}M+corrector, {name}", order, schedule, steps)
            for steps in (10, 20) for order in (2, 3)
@@ -36,18 +35,6 @@ def levels_of(tname: str, sname: str, schedule: str, steps: int, seed: int) -> L
     if schedule == FITTED:
         return list(fitted_levels(tname, sname, steps, seed)[0])  # the same levels sampler_quality uses
     return sigma_schedule(sde, steps, sde.default_eps, schedule)
-
-
-def predicted_gap(tname: str, levels: List[float], order: int) -> float:
-    """Sum over components (weighted) and their eigen-directions of -(r^2 - 1) / 2: the mean log-density gap to
-    the ideal end point if the solver's only error were its Gaussian response."""
-    target = get_target(tname)
-    lams = torch.tensor([-math.log(s) for s in levels], dtype=torch.float64)
-    gap = 0.0
-    for w, cov in zip(target.weights, target.covs):
-        r = gaussian_response(lams, torch.linalg.eigvalsh(cov), order)
-        gap += float(w) * float(-(r ** 2 - 1).sum() / 2)
-    return gap
 
 
 def plot(curves: Dict[str, Dict], path: Path) -> None:
@@ -66,13 +53,7 @@ def plot(curves: Dict[str, Dict], path: Path) -> None:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", default="image64,gmm16d,ring8")
-    p.add_argument("--sdes", default="ve,vp,subvp")
-    p.add_argument("--num-samples", type=int, default=4000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="experiments/results")
-    p.add_argument("--quick", action="store_true", help="one target and SDE, 200 samples, for tests")
+    p = exact_target_parser(__doc__, "image64,gmm16d,ring8", quick_help="one target and SDE, 200 samples, for tests")
     args = p.parse_args(argv)
     targets, sdes = args.targets.split(","), args.sdes.split(",")
     configs, n = CONFIGS, args.num_samples
@@ -82,12 +63,14 @@ def main(argv=None) -> dict:
     runs = [(label, "dpm_solver", steps, dict(order=order, schedule=schedule))
             for label, order, schedule, steps in configs]
     measured = sampler_quality(targets, sdes, n, args.seed, runs)
+    spec = {(label, steps): (order, schedule) for label, order, schedule, steps in configs}
     rows = []
-    for r, (label, order, schedule, steps) in zip(measured, [c for _ in targets for _ in sdes for c in configs]):
-        levels = levels_of(r["target"], r["sde"], schedule, steps, args.seed)
-        rows.append(dict(target=r["target"], sde=r["sde"], config=label, steps=steps, nfe=r["nfe"],
+    for r in measured:
+        order, schedule = spec[r["sampler"], r["steps"]]
+        levels = levels_of(r["target"], r["sde"], schedule, r["steps"], args.seed)
+        rows.append(dict(target=r["target"], sde=r["sde"], config=r["sampler"], steps=r["steps"], nfe=r["nfe"],
                          measured_gap=r["ideal_gap"], floor=r["ideal_floor"],
-                         predicted_gap=predicted_gap(r["target"], levels, order)))
+                         predicted_gap=gaussian_response_gap(r["target"], levels, order)))
     print(f"\n{'target':8s} {'sde':6s} {'configuration':28s} {'steps':>5s} {'measured':>9s} {'predicted':>10s} "
           f"{'floor':>6s}")
     for r in rows:

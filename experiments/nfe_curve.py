@@ -7,10 +7,9 @@ floor, one PNG per target.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from sde_score.benchmarks import FITTED, sampler_quality
+from sde_score.benchmarks import FITTED, exact_target_parser, sampler_quality
 from sde_score.io import write_json
 from sde_score.plotting import log_log, pyplot, save_figure
 
@@ -55,14 +54,7 @@ def plot(rows, target: str, path: Path) -> None:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", default="ring8,gmm16d,image64")
-    p.add_argument("--sdes", default="ve,vp,subvp")
-    p.add_argument("--num-samples", type=int, default=4000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="experiments/results")
-    p.add_argument("--quick", action="store_true", help="two cheap samplers, for tests")
-    args = p.parse_args(argv)
+    args = exact_target_parser(__doc__, quick_help="two cheap samplers, for tests").parse_args(argv)
     sweep = [c for c in SWEEP if c[1] in ("heun", "dpm_solver")][:3] if args.quick else SWEEP
     n = 200 if args.quick else args.num_samples
     targets = args.targets.split(",")

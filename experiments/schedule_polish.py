@@ -17,7 +17,6 @@ not Gaussian directions).
 """
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 from typing import List, Tuple
@@ -26,7 +25,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from sde_score.benchmarks import fitted_levels, ideal_end_point
+from sde_score.benchmarks import exact_target_parser, fitted_levels, ideal_end_point
 from sde_score.io import write_json
 from sde_score.metrics import mean_log_prob
 from sde_score.sampling import default_order, gaussian_response, sample, sigma_schedule
@@ -76,15 +75,9 @@ def polish(levels: List[float], variances: torch.Tensor, weights: torch.Tensor, 
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", default="ring8,gmm16d,image64")
-    p.add_argument("--sdes", default="ve,vp,subvp")
+    p = exact_target_parser(__doc__, num_samples=5000, quick_help="ring8 / VE / 10 levels, 200 samples, for tests")
     p.add_argument("--steps", default="10,20")
     p.add_argument("--mu", type=float, default=1e-3)
-    p.add_argument("--num-samples", type=int, default=5000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="experiments/results")
-    p.add_argument("--quick", action="store_true", help="ring8 / VE / 10 levels, 200 samples, for tests")
     args = p.parse_args(argv)
     targets, sdes, steps_list = args.targets.split(","), args.sdes.split(","), args.steps.split(",")
     n = args.num_samples

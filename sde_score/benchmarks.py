@@ -7,8 +7,10 @@ them from here and never from each other.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import itertools
+import math
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
@@ -17,7 +19,7 @@ import torch
 from .checks import check_choice
 from .likelihood import log_likelihood
 from .metrics import mean_log_prob, mode_weight_tv, tv_floor
-from .sampling import CountingScore, final_denoise, optimized_schedule, sample
+from .sampling import CountingScore, final_denoise, gaussian_response, optimized_schedule, sample
 from .sampling.schedules import FITTED
 from .sdes import SDE, bcast, get_sde
 from .targets import GaussianMixture, get_target
@@ -58,6 +60,35 @@ def ideal_end_point(target: GaussianMixture, sde: SDE, n: int, generator: torch.
     sampler that ends with that step lands when its only error is that of the denoising step itself, so
     that a sampler's log-density gap to these samples is its discretisation error alone."""
     return tweedie_end(sde, target.score_fn(sde), target.sample(n, generator, dtype=torch.float64), generator)
+
+
+def exact_target_parser(doc: str, targets: str = "ring8,gmm16d,image64", num_samples: int = 4000,
+                        quick_help: str = "a smoke run, for tests") -> argparse.ArgumentParser:
+    """The command line of the scripts that sweep exact targets and SDEs: --targets, --sdes, --num-samples,
+    --seed, --out, --quick; a script adds its own options to it."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--targets", default=targets)
+    p.add_argument("--sdes", default="ve,vp,subvp")
+    p.add_argument("--num-samples", type=int, default=num_samples)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="experiments/results")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    return p
+
+
+@functools.lru_cache(maxsize=None)
+def _component_spectra(tname: str) -> Tuple[Tuple[float, torch.Tensor], ...]:
+    target = get_target(tname)
+    return tuple((float(w), torch.linalg.eigvalsh(cov)) for w, cov in zip(target.weights, target.covs))
+
+
+def gaussian_response_gap(tname: str, levels: Sequence[float], order: int) -> float:
+    """The mean log-density gap (nats) to the ideal end point that DPM-Solver++ on ``levels`` would have on the
+    target ``tname`` if its only error were its Gaussian response (``sampling.gaussian_response``): a direction
+    of std ratio r costs (r^2 - 1) / 2, summed over every eigen-direction of every component (weighted)."""
+    lams = torch.tensor([-math.log(s) for s in levels], dtype=torch.float64)
+    return sum(w * float(-(gaussian_response(lams, ev, order) ** 2 - 1).sum() / 2)
+               for w, ev in _component_spectra(tname))
 
 
 def tweedie_end(sde: SDE, score_fn, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
