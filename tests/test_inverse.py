@@ -104,16 +104,16 @@ def test_noisy_inverse_problems_match_the_exact_posterior(op, noise_std, sde_nam
 def test_impute_with_noisy_entries_resamples_them():
     """A noisy known entry is sampled (its posterior spread is below the noise, not 0); noise-free ones are kept.
     One 2-D Gaussian component: x_1 known exactly, x_0 observed with noise 0.3: exact posterior of x_0 by hand.
-    1000 steps per pass keep the ancestral kernel's own error below the test's resolution: it drops the
-    b^2 Cov[x_0 | x_t] term of the true transition's variance, so the released entry comes out too narrow by
-    a discretisation error that shrinks with the steps (sd ratio 0.965 / 0.991 at 200 / 1000 steps per pass on
-    the balanced grid, VP; 0.90 at 200 on the paper's; the test's 4 SE is 0.063).  With a noise-free entry the
+    At the default 200 steps per pass: the SMC kernel's variance includes the particles' posterior variance of
+    x_0 (Stein), without which the released entry came out too narrow (sd ratio VP / VE / sub-VP 0.931 / 0.973 /
+    0.927 at n = 8000, 4 SE 0.032; 1000 steps per pass were needed; with it 0.986 / 1.012 / 1.012; the test's
+    4 SE at n = 2000 is 0.063).  With a noise-free entry the
     weights go on to eps, so there is no single descent below the release (next test)."""
     target = GaussianMixture([1.0], [[0.0, 0.0]], [[[1.0, 0.6], [0.6, 1.0]]])
     sde, n = get_sde("vp"), 2000
     x_known = torch.tensor([[0.8, 0.5]]).expand(n, 2).clone()
     noise = torch.tensor([0.3, 0.0])
-    out = impute(target.score_fn(sde), x_known, torch.tensor([True, True]), sde, noise_std=noise, steps=1000,
+    out = impute(target.score_fn(sde), x_known, torch.tensor([True, True]), sde, noise_std=noise,
                  num_particles=4, generator=torch.Generator().manual_seed(0), progress=False).double()
     assert torch.equal(out[:, 1], x_known[:, 1].double())
     # prior of x_0 given x_1 = 0.5: N(0.3, 0.64); with y_0 = 0.8 observed with var 0.09: Gaussian posterior

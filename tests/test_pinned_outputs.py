@@ -100,7 +100,7 @@ PINNED = {
     "heun_subvp": "a214d556244afdeeb6e2",
     "heun_ve_churn": "373857a6f940ebc61511",
     "impute_replacement": "60216b803736d46f7f01",
-    "impute_smc": "fd78780cf97d70f506af",
+    "impute_smc": "4d1868f399f4ef80abad",
     "langevin": "f7b56acd0f0f1a46b9d8",
     "likelihood_exact_vp": "59fa6bb4cc5069348ee4",
     "likelihood_hutchinson_ve": "90bce75e46c687a6ebe1",

@@ -19,7 +19,13 @@
   any particle count; the passes are its iterations and the last draw is returned.  The passes step on
   ``schedules.balanced_time_grid``: the paper's spacing where the mode is decided, geometric in sigma/alpha at
   low noise, where thin data directions need the steps (image64 VP, 8 of 64 pixels observed: +10.8 nats to the
-  ideal end point on the paper's grid, +1.0 on this one, README).
+  ideal end point on the paper's grid, +1.0 on this one, README).  The kernel is the ancestral one with the
+  true transition's variance std^2 + b^2 Cov[x_0 | x_t] in its isotropic form: the second term, the particles'
+  mean posterior variance of x_0, is read off the proposal noise by Stein's identity at no extra score
+  evaluation (``_stein_posterior_variance``).  Without it the pinned entries' density is too sharp at coarse
+  steps and the weights favour one mode (gmm16d obs[0::2] 2|3, VP: 0.60 for an exact 0.5, README).  Its
+  anisotropic part is not estimated (it needs the denoiser's Jacobian), and where modes differ in shape on the
+  observed block that leaves a bias (obs[0::2] 1|2, VP: 0.595 for an exact 0.5 at 200 steps per pass, README).
 
 Noisy observations (``noise_std`` c > 0): y = x_0 + c z has the law of x_{t*} / alpha(t*) at the time t* where
 sigma(t*)/alpha(t*) = c, because the forward noise is isotropic and independent across coordinates.  So a
@@ -44,6 +50,7 @@ from .schedules import balanced_time_grid, geometric_times
 from .state import check_output, check_state, gaussian_like, progress_bar
 
 IMPUTE_METHODS = ("smc", "replacement", "dps")
+KERNEL_VARIANCES = ("stein", "posterior")  # the SMC kernel's variance (``smc_impute``)
 # the SMC's default budget: SMC_SWEEPS passes of SMC_STEPS steps = 1000 score evaluations per particle
 SMC_STEPS, SMC_SWEEPS = 200, 5
 
@@ -167,35 +174,71 @@ def _reference_path(sde: SDE, ts: torch.Tensor, x_end: torch.Tensor, y: torch.Te
     return (alpha.view_as(v) * free).to(x_end.dtype)
 
 
+def _stein_posterior_variance(sde: SDE, t: torch.Tensor, x0: torch.Tensor, probe, B: int, K: int,
+                              first: int) -> torch.Tensor:
+    """Per condition (B,), float64: the mean over its particles and free entries of the diagonal of
+    Cov[x_0 | x_t], from the proposal noise that made the particles (no extra score evaluation).
+
+    ``probe`` = (x0_prev (B K, ...), z (B, K, ...), s (B,), free (B, 1, ...)): the particles x_t were drawn as
+    mu + s z with z ~ N(0, I) on the free entries and mu, x0_prev independent of z.  Stein's identity gives
+    E[z . (x0_hat(mu + s z) - x0_prev)] = s E[tr_free d x0_hat / d x_t], and Tweedie's second-order identity
+    Cov[x_0 | x_t] = (sigma^2 / alpha) d x0_hat / d x_t turns that into the posterior covariance (x0_prev, the
+    particle's previous denoised value, only lowers the estimate's variance).  Slots below ``first`` (the
+    conditional SMC's reference, which was not drawn so) are left out.  A negative estimate (noise, where the
+    covariance is ~0) counts as 0: a variance."""
+    x0_prev, z, s, free = probe
+    shape = z.shape[2:]
+    alpha, sigma = sde.alpha_sigma(t.to(torch.float64))
+    prod = ((x0 - x0_prev).view((B, K) + shape) * z * free).flatten(2).sum(2).to(torch.float64)[:, first:]
+    n_free = free.flatten(2).sum(2).to(torch.float64)[:, 0]
+    trace = prod.mean(1) / s / n_free.clamp(min=1)  # mean diagonal of d x0_hat / d x_t over the free entries
+    return (sigma ** 2 / alpha * trace).clamp(min=0)
+
+
 def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, kernel, path: torch.Tensor, pinned, shape, K: int,
-               generator, ess_threshold: float, reference: Optional[torch.Tensor], bar) -> tuple:
+               generator, ess_threshold: float, reference: Optional[torch.Tensor], bar, stein: bool) -> tuple:
     """One SMC pass over the grid ts for B conditions of K particles sharing the observation path
     (len(ts), B, 1, ...); ``kernel`` = ``sde.posterior_coeffs(ts[:-1], ts[1:])`` (the same for every pass).
     With ``reference`` (len(ts), B, ...) it is conditional SMC: slot 0 follows the reference (its pinned
-    entries on the path) and survives every resampling.  Returns the final states (B, K, ...) at ts[-1], their
-    log-weights (B, K) and the ESS (B,) after each step."""
+    entries on the path) and survives every resampling.  ``stein``: the kernel's variance adds b^2 times the
+    particles' mean posterior variance (``_stein_posterior_variance``).  Returns the final states (B, K, ...) at
+    ts[-1], their log-weights (B, K), the ESS (B,) after each step and the kernel's std over the forward
+    posterior's (len(ts) - 1, B)."""
     B, device, dtype = path.shape[1], path.device, path.dtype
     tx = ts.to(dtype)
+    first = 0 if reference is None else 1
     x = sde.prior_sampling((B, K) + shape, generator, device=device, dtype=dtype)
+    # the prior draw is the first step's probe: x_T = prior_std z, with 0 as the control variate
+    probe = (torch.zeros_like(x).reshape((B * K,) + shape), x / sde.prior_std,
+             torch.full((B,), sde.prior_std, dtype=torch.float64, device=device), (~pinned(0)).to(dtype))
     if reference is not None:
         x[:, 0] = reference[0]
     x = torch.where(pinned(0), path[0], x).reshape((B * K,) + shape)
     log_w = torch.zeros(B, K, dtype=torch.float64, device=device)
-    ess_trace = []
+    ess_trace, inflation = [], []
     resample = _systematic_resample if reference is None else _conditional_resample
-    a, b, std = (v.to(dtype) for v in kernel)  # the states' dtype; the weights use the float64 std
+    a, b = (v.to(dtype) for v in kernel[:2])  # the states' dtype; the variances stay float64
     for i in range(len(ts) - 1):
         # ancestral kernel q(x_{i+1} | x_i, x0_hat) (``SDE.posterior_coeffs``): the proposal of the free
-        # entries and the density of the pinned ones.  Its mean is the true transition's for any data (only
-        # the b^2 Cov[x_0 | x_t] part of the variance is missing), so the forward-drawn reference is nearly
-        # distributed like the particles; with Euler steps it was not and the chain drifted (README, #13).
-        mean = _ancestral_mean(score_fn, sde, x, tx[i], a[i], b[i]).view((B, K) + shape)
+        # entries and the density of the pinned ones.  Its mean is the true transition's for any data (so the
+        # forward-drawn reference is nearly distributed like the particles; with Euler steps it was not and
+        # the chain drifted, README #13); the true variance is std^2 I + b^2 Cov[x_0 | x_t] (total variance).
+        # Without the second term the pinned entries' density is too sharp at coarse steps and the weights
+        # over-favour one mode (a 0.40 / 0.60 split for an exact 0.5 / 0.5, README); its isotropic part (the
+        # variance Analytic-DPM, Bao et al. 2022, derives for unconditional sampling) removes that bias there;
+        # where the modes differ in shape on the pinned block the anisotropic part is missed (README, #13).
+        x0 = tweedie_denoise(sde, score_fn, x, tx[i].expand(x.shape[0]))
+        mean = (a[i] * x + b[i] * x0).view((B, K) + shape)
+        s = kernel[2][i].expand(B)
+        if stein:
+            s = (s ** 2 + kernel[1][i] ** 2 * _stein_posterior_variance(sde, ts[i], x0, probe, B, K, first)).sqrt()
+        inflation.append(s / kernel[2][i])
         m, y_next = pinned(i + 1), path[i + 1]
         sq = ((y_next - mean) * m).flatten(2).pow(2).sum(2).to(torch.float64)
         n_pinned = m.flatten(2).sum(2).to(torch.float64)
-        std64 = kernel[2][i]
-        log_w = log_w + (-0.5 * sq / std64 ** 2 - n_pinned * torch.log(std64))
-        x = mean + std[i] * gaussian_like(mean, generator)
+        log_w = log_w + (-0.5 * sq / s[:, None] ** 2 - n_pinned * torch.log(s)[:, None])
+        z = gaussian_like(mean, generator)
+        x = mean + s.to(dtype).view((B, 1) + (1,) * len(shape)) * z
         if reference is not None:
             x[:, 0] = reference[i + 1]
         x = torch.where(m, y_next, x).reshape((B * K,) + shape)
@@ -207,10 +250,13 @@ def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, kernel, path: torch.Tensor,
             idx = resample(log_w[low], generator)
             rows = torch.arange(B * K, device=device).reshape(B, K)
             rows[low] = (torch.nonzero(low).flatten() * K)[:, None] + idx
-            x = x[rows.flatten()]
+            rows = rows.flatten()
+            x, x0 = x[rows], x0[rows]
+            z = z.reshape((B * K,) + shape)[rows].view((B, K) + shape)
             log_w[low] = 0.0
+        probe = (x0, z, s, (~m).to(dtype))
         bar.update(1)
-    return x.view((B, K) + shape), log_w, torch.stack(ess_trace)
+    return x.view((B, K) + shape), log_w, torch.stack(ess_trace), torch.stack(inflation)
 
 
 def _last_weighted_time(release: torch.Tensor, mask: torch.Tensor) -> Optional[float]:
@@ -231,20 +277,14 @@ def _descent_grid(sde: SDE, t_last: float, eps: float, steps: int, device) -> to
     return geometric_times(sde, t_last, eps, steps + 1).to(device)
 
 
-def _ancestral_mean(score_fn, sde: SDE, x: torch.Tensor, t: torch.Tensor, a: torch.Tensor,
-                    b: torch.Tensor) -> torch.Tensor:
-    """The ancestral kernel's mean a x + b x0_hat(x, t) (``SDE.posterior_coeffs``, Tweedie's x0_hat) for x (N, ...)
-    at the time t (0-dim): E[x_s | x_t] for any data."""
-    return a * x + b * tweedie_denoise(sde, score_fn, x, t.expand(x.shape[0]))
-
-
 def _ancestral_descent(score_fn, sde: SDE, ts: torch.Tensor, x: torch.Tensor, generator, bar) -> torch.Tensor:
     """The ancestral kernel (``SDE.posterior_coeffs`` with Tweedie's x_0) from x (B, ...) at ts[0] down the
     decreasing grid ts (float64) to ts[-1]; no entry pinned."""
     a, b, std = (v.to(x.dtype) for v in sde.posterior_coeffs(ts[:-1], ts[1:]))
     tx = ts.to(x.dtype)
     for i in range(len(ts) - 1):
-        x = _ancestral_mean(score_fn, sde, x, tx[i], a[i], b[i]) + std[i] * gaussian_like(x, generator)
+        x0 = tweedie_denoise(sde, score_fn, x, tx[i].expand(x.shape[0]))
+        x = a[i] * x + b[i] * x0 + std[i] * gaussian_like(x, generator)
         check_state(x, i, tx[i])
         bar.update(1)
     return x
@@ -253,7 +293,7 @@ def _ancestral_descent(score_fn, sde: SDE, ts: torch.Tensor, x: torch.Tensor, ge
 def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *, steps: int, eps: float,
                obs_std: Optional[torch.Tensor] = None, num_particles: int = 64, sweeps: int = SMC_SWEEPS,
                generator=None, progress: bool = True, denoise: bool = True, ess_threshold: float = 0.02,
-               record: Optional[dict] = None) -> torch.Tensor:
+               kernel_variance: str = "stein", record: Optional[dict] = None) -> torch.Tensor:
     """SMC imputation (particle Gibbs over ``sweeps`` passes); returns (B, ...): noise-free known entries equal
     to x_known, the others sampled.
 
@@ -263,14 +303,20 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
     noisy, no step below the last release carries a weight: the passes stop there (the chain's state is the
     draw at that time; given it the forward paths above are independent of x_0, so the Gibbs argument holds)
     and the chosen draw descends once, ``steps`` ancestral steps geometric in sigma_e (``_descent_grid``), to
-    eps.  ``record`` receives ``ess``
+    eps.  ``kernel_variance``: "stein" (default) adds to the ancestral kernel's variance b^2 times the particles'
+    mean posterior variance of x_0 (``_stein_posterior_variance``, no extra score evaluations); "posterior"
+    keeps the forward posterior's variance alone (SMC-Diff's kernel; biased toward one mode at 200 steps, README).
+    ``record`` receives ``ess``
     (the effective sample size after each step of every pass, before resampling, mean over conditions),
     ``resampled`` (steps at which any condition resampled), ``sweeps`` and ``moved``: per conditional pass,
     the fraction of conditions whose draw is not the reference particle (the chain's move rate),
-    ``weighted_until`` (the passes' last time) and ``descent_steps`` (0 when the passes reach eps)."""
+    ``weighted_until`` (the passes' last time), ``descent_steps`` (0 when the passes reach eps) and
+    ``kernel_inflation`` (the kernel's std over the forward posterior's after each step of every pass, mean over
+    conditions)."""
     K = check_int("num_particles", num_particles)
     sweeps = check_int("sweeps", sweeps)
     ess_threshold = check_number("ess_threshold", ess_threshold, nonneg=True)
+    check_choice("kernel_variance", kernel_variance, KERNEL_VARIANCES)
     if ess_threshold > 1:
         raise ValueError(f"ess_threshold must lie in [0, 1] (a fraction of num_particles), got {ess_threshold}")
     if sweeps > 1 and K < 2:
@@ -290,7 +336,7 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
     # particles live as (B, K, ...) views: the condition's path and pinned mask broadcast over K, no copies
     pinned = lambda j: (mask & (ts[j] >= release)).unsqueeze(1)  # noqa: E731 - (B, 1, ...) held at ts[j]
     y = torch.where(mask, x_known, torch.zeros_like(x_known))
-    ess, moved, resampled, state, reference = [], [], 0, None, None
+    ess, inflation, moved, resampled, state, reference = [], [], [], 0, None, None
     rows = torch.arange(B, device=device)
     kernel = sde.posterior_coeffs(ts[:-1], ts[1:])  # float64 (a, b, std) of every step
     total = sweeps * (len(ts) - 1) + (0 if descent is None else len(descent) - 1)
@@ -301,20 +347,21 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
             path = _observation_path(sde, ts, y, c, generator).unsqueeze(2)  # (L, B, 1, ...)
             if state is not None:
                 reference = _reference_path(sde, ts, state, y, c, release, generator)
-            x, log_w, trace = _smc_sweep(score_fn, sde, ts, kernel, path, pinned, shape, K, generator,
-                                         ess_threshold, reference, bar)
+            x, log_w, trace, gain = _smc_sweep(score_fn, sde, ts, kernel, path, pinned, shape, K, generator,
+                                               ess_threshold, reference, bar, kernel_variance == "stein")
             pick = torch.multinomial(torch.softmax(log_w, 1), 1, generator=generator).flatten()
             if reference is not None:
                 moved.append(float((pick != 0).to(torch.float64).mean()))
             state = x[rows, pick]
             ess.extend(trace.mean(1).tolist())
+            inflation.extend(gain.mean(1).tolist())
             resampled += int((trace < ess_threshold * K).any(1).sum())
         if descent is not None:
             state = _ancestral_descent(score_fn, sde, descent, state, generator, bar)
     if record is not None:
         record.update(ess=ess, resampled=resampled, num_particles=K, grid_steps=len(ts), sweeps=sweeps, moved=moved,
                       descent_steps=0 if descent is None else len(descent) - 1,
-                      weighted_until=float(ts[-1]))
+                      weighted_until=float(ts[-1]), kernel_inflation=inflation)
     x = final_denoise(sde, score_fn, state, eps) if denoise else state
     return torch.where(mask & (c == 0), x_known, x)
 
@@ -375,14 +422,15 @@ def impute(model, x_known: torch.Tensor, mask: torch.Tensor, sde: Union[str, SDE
             x_known are ignored (NaN allowed there).
         noise_std: the known entries are x_0 + noise_std z (model space): a number or a tensor broadcastable
             to x_known, >= 0 (0: noise-free, returned as given; > 0: those entries are sampled as well).
-        method: "smc" (default; options num_particles, sweeps, ess_threshold, denoise), "replacement"
+        method: "smc" (default; options num_particles, sweeps, ess_threshold, denoise, kernel_variance), "replacement"
             (options of the PC sampler: predictor, corrector, snr, ...) or "dps" (approximate baseline,
             ``sampling.dps``; option scale).
         steps: reverse-time steps (per pass for "smc": default 200, times 5 passes; else default sde.N);
             eps: final time (default sde.default_eps).
     Returns (B, ...) with the noise-free known entries equal to x_known, or (samples, SampleInfo); for "smc"
     ``info.extra`` holds ``ess`` (the effective sample size after each step of each pass, mean over
-    conditions), ``resampled``, ``num_particles``, ``sweeps`` and ``moved`` (see ``smc_impute``).
+    conditions), ``resampled``, ``num_particles``, ``sweeps``, ``moved`` and ``kernel_inflation`` (see
+    ``smc_impute``).
     """
     check_choice("method", method, IMPUTE_METHODS)
     score_fn, sde, data_shape, device = resolve_model(model, sde)
