@@ -27,6 +27,7 @@ import sde_score
 from sde_score.benchmarks import impute_conditions, tweedie_end
 from sde_score.io import write_json
 from sde_score.metrics import mean_log_prob, mode_weight_tv, tv_floor
+from sde_score.sampling.impute import KERNEL_VARIANCES
 
 
 def main(argv=None) -> dict:
@@ -36,6 +37,8 @@ def main(argv=None) -> dict:
     p.add_argument("--smc-steps", type=int, default=None,
                    help="steps per SMC pass (default: impute's, 200 x 5 passes = 996 score evaluations)")
     p.add_argument("--sweeps", type=int, default=None, help="SMC passes (default: impute's, 5)")
+    p.add_argument("--kernel-variance", choices=KERNEL_VARIANCES, default="stein",
+                   help="the SMC kernel's variance (impute's kernel_variance; default: impute's, stein)")
     p.add_argument("--particles", type=int, nargs="+", default=[64, 16],
                    help="SMC particle counts (with the default ESS threshold 0.02)")
     p.add_argument("--compare-resampling", action="store_true",
@@ -83,7 +86,9 @@ def main(argv=None) -> dict:
             ideal = tweedie_end(sde, target.score_fn(sde), full, torch.Generator().manual_seed(args.seed + 2))
             lp_ideal, se_ideal = mean_log_prob(cond, ideal[:, part])
             smc = {k: v for k, v in dict(steps=args.smc_steps, sweeps=args.sweeps).items() if v is not None}
-            runs = [("smc", dict(num_particles=k, **smc), f"smc K={k}") for k in args.particles]
+            smc["kernel_variance"] = args.kernel_variance
+            kv = "" if args.kernel_variance == "stein" else f" {args.kernel_variance}"
+            runs = [("smc", dict(num_particles=k, **smc), f"smc K={k}{kv}") for k in args.particles]
             if args.compare_resampling:
                 runs.append(("smc", dict(num_particles=64, ess_threshold=0.5, **smc), "smc K=64 ESS<K/2"))
             if not args.no_replacement:
@@ -109,7 +114,7 @@ def main(argv=None) -> dict:
                       f"{row['gap_se']:>5.2f} {row['gap_end']:>7.2f} {row['gap_end_se']:>5.2f} {ess:>7.1f} "
                       f"{info.nfe:>5}")
     result = dict(rows=rows, target=args.target, seed=args.seed, n=args.n, steps=args.steps, smc_steps=args.smc_steps,
-                  sweeps=args.sweeps, noise_std=args.noise_std)
+                  sweeps=args.sweeps, noise_std=args.noise_std, kernel_variance=args.kernel_variance)
     suffix = ("" if args.target == "gmm16d" else f"_{args.target}") + (
         "" if args.noise_std == 0 else f"_noise{args.noise_std:g}")
     write_json(Path(args.out) / f"bench_impute_hard{suffix}.json", result)

@@ -16,8 +16,29 @@ from ..sdes import SDE, bcast
 
 def tweedie_denoise(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Posterior mean E[x_0 | x_t] = (x_t + sigma(t)^2 score(x_t, t)) / alpha(t) (Tweedie's formula)."""
+    return tweedie_from_score(sde, x, score_fn(x, t), t)
+
+
+def tweedie_from_score(sde: SDE, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """E[x_0 | x_t] from the score at x (like x), t (B,): Tweedie's formula."""
     alpha, sigma = sde.alpha_sigma(t)
-    return (x + bcast(sigma ** 2, x) * score_fn(x, t)) / bcast(alpha, x)
+    return (x + bcast(sigma ** 2, x) * score) / bcast(alpha, x)
+
+
+def posterior_covariance_along(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, score: torch.Tensor, w: torch.Tensor,
+                               t: torch.Tensor) -> torch.Tensor:
+    """Cov[x_0 | x_t] w (like x) for directions w (like x), given the score at x: Tweedie's second-order identity
+    Cov[x_0 | x_t] = sigma^2 / alpha^2 (I + sigma^2 grad^2 log p_t), with the score's derivative along w by a
+    one-sided finite difference (one score evaluation; differenced in the score so that x / alpha's round-off
+    does not enter).  Its step, 3 sqrt(machine eps) sigma(t) in x_t, balances truncation (the score bends on the
+    scale sigma) against round-off: on gmm16d between two modes the relative error is 4e-3 in float32 and 8e-7
+    in float64 (tests/test_denoiser.py).  t (B,)."""
+    alpha, sigma = sde.alpha_sigma(t)
+    norm = w.flatten(1).norm(dim=1).clamp(min=torch.finfo(w.dtype).tiny)
+    h = 3 * torch.finfo(x.dtype).eps ** 0.5 * sigma
+    hw = bcast(h / norm, w) * w
+    d_score = (score_fn(x + hw, t) - score) * bcast(norm / h, w)
+    return bcast(sigma ** 2 / alpha ** 2, w) * (w + bcast(sigma ** 2, w) * d_score)
 
 
 def final_denoise(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, eps: float) -> torch.Tensor:

@@ -24,8 +24,10 @@
   mean posterior variance of x_0, is read off the proposal noise by Stein's identity at no extra score
   evaluation (``_stein_posterior_variance``).  Without it the pinned entries' density is too sharp at coarse
   steps and the weights favour one mode (gmm16d obs[0::2] 2|3, VP: 0.60 for an exact 0.5, README).  Its
-  anisotropic part is not estimated (it needs the denoiser's Jacobian), and where modes differ in shape on the
-  observed block that leaves a bias (obs[0::2] 1|2, VP: 0.595 for an exact 0.5 at 200 steps per pass, README).
+  anisotropic part is not in the default, and where modes differ in shape on the observed block that leaves a
+  bias (obs[0::2] 1|2, VP: 0.595 for an exact 0.5 at 200 steps per pass, README).  ``kernel_variance=
+  "anisotropic"`` adds it to first order from one more score evaluation per step, a directional derivative of
+  the denoiser (``_anisotropic_correction``), which fixes that condition at twice the evaluations.
 
 Noisy observations (``noise_std`` c > 0): y = x_0 + c z has the law of x_{t*} / alpha(t*) at the time t* where
 sigma(t*)/alpha(t*) = c, because the forward noise is isotropic and independent across coordinates.  So a
@@ -43,14 +45,14 @@ import torch
 
 from ..checks import check_batch, check_choice, check_eps, check_int, check_number
 from ..sdes import SDE
-from .denoiser import final_denoise, tweedie_denoise
+from .denoiser import final_denoise, posterior_covariance_along, tweedie_denoise, tweedie_from_score
 from .dps import dps_impute
 from .model import counted_run, resolve_model
 from .schedules import balanced_time_grid, geometric_times
 from .state import check_output, check_state, gaussian_like, progress_bar
 
 IMPUTE_METHODS = ("smc", "replacement", "dps")
-KERNEL_VARIANCES = ("stein", "posterior")  # the SMC kernel's variance (``smc_impute``)
+KERNEL_VARIANCES = ("stein", "anisotropic", "posterior")  # the SMC kernel's variance (``smc_impute``)
 # the SMC's default budget: SMC_SWEEPS passes of SMC_STEPS steps = 1000 score evaluations per particle
 SMC_STEPS, SMC_SWEEPS = 200, 5
 
@@ -195,8 +197,30 @@ def _stein_posterior_variance(sde: SDE, t: torch.Tensor, x0: torch.Tensor, probe
     return (sigma ** 2 / alpha * trace).clamp(min=0)
 
 
+def _anisotropic_correction(sde: SDE, score_fn, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor,
+                            resid: torch.Tensor, pinned: torch.Tensor, mean: torch.Tensor, s: torch.Tensor,
+                            b: torch.Tensor, log_w: torch.Tensor, generator) -> tuple:
+    """The kernel's covariance S = s^2 I + b^2 (C - c I), C = Cov[x_0 | x_t] per particle, to first order in
+    b^2 (C - c I) / s^2 around the isotropic s^2 = std^2 + b^2 c: the pinned entries' log-density gains
+    b^2 / (2 s^2) (u' C u - tr C) with u = resid / s on the pinned block, and the free entries' mean gains
+    (b^2 / s) C u, their conditional mean given the pinned ones.  One score evaluation per step: with a
+    Rademacher probe v on the pinned block, C (u - v) (``posterior_covariance_along``) gives
+    (u + v)' C (u - v) = u' C u - v' C v, Hutchinson's estimate of the bracket (C is symmetric), and on the free
+    entries C u up to the zero-mean C v.  Returns (log_w, mean) updated; resid, pinned and mean (B, K, ...),
+    s (B,) float64, b the step's coefficient of x_0."""
+    B, K = resid.shape[:2]
+    s_x = s.to(resid.dtype).view((B, 1) + (1,) * (resid.dim() - 2))
+    u = resid / s_x
+    v = (2 * torch.randint(0, 2, resid.shape, generator=generator, device=resid.device) - 1).to(resid.dtype) * pinned
+    cw = posterior_covariance_along(sde, score_fn, x, score, (u - v).reshape(x.shape), t).view(resid.shape)
+    bracket = ((u + v) * cw * pinned).flatten(2).sum(2).to(torch.float64)
+    log_w = log_w + (b ** 2 / (2 * s ** 2))[:, None] * bracket
+    return log_w, mean + (b.to(mean.dtype) ** 2 / s_x) * cw * ~pinned
+
+
 def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, kernel, path: torch.Tensor, pinned, shape, K: int,
-               generator, ess_threshold: float, reference: Optional[torch.Tensor], bar, stein: bool) -> tuple:
+               generator, ess_threshold: float, reference: Optional[torch.Tensor], bar, stein: bool,
+               anisotropic: bool = False) -> tuple:
     """One SMC pass over the grid ts for B conditions of K particles sharing the observation path
     (len(ts), B, 1, ...); ``kernel`` = ``sde.posterior_coeffs(ts[:-1], ts[1:])`` (the same for every pass).
     With ``reference`` (len(ts), B, ...) it is conditional SMC: slot 0 follows the reference (its pinned
@@ -226,17 +250,23 @@ def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, kernel, path: torch.Tensor,
         # Without the second term the pinned entries' density is too sharp at coarse steps and the weights
         # over-favour one mode (a 0.40 / 0.60 split for an exact 0.5 / 0.5, README); its isotropic part (the
         # variance Analytic-DPM, Bao et al. 2022, derives for unconditional sampling) removes that bias there;
-        # where the modes differ in shape on the pinned block the anisotropic part is missed (README, #13).
-        x0 = tweedie_denoise(sde, score_fn, x, tx[i].expand(x.shape[0]))
+        # where the modes differ in shape on the pinned block the anisotropic part matters too (``anisotropic``).
+        t_i = tx[i].expand(x.shape[0])
+        score = score_fn(x, t_i)
+        x0 = tweedie_from_score(sde, x, score, t_i)
         mean = (a[i] * x + b[i] * x0).view((B, K) + shape)
         s = kernel[2][i].expand(B)
         if stein:
             s = (s ** 2 + kernel[1][i] ** 2 * _stein_posterior_variance(sde, ts[i], x0, probe, B, K, first)).sqrt()
         inflation.append(s / kernel[2][i])
         m, y_next = pinned(i + 1), path[i + 1]
-        sq = ((y_next - mean) * m).flatten(2).pow(2).sum(2).to(torch.float64)
+        resid = (y_next - mean) * m
+        sq = resid.flatten(2).pow(2).sum(2).to(torch.float64)
         n_pinned = m.flatten(2).sum(2).to(torch.float64)
         log_w = log_w + (-0.5 * sq / s[:, None] ** 2 - n_pinned * torch.log(s)[:, None])
+        if anisotropic:
+            log_w, mean = _anisotropic_correction(sde, score_fn, x, score, t_i, resid, m, mean, s, kernel[1][i],
+                                                  log_w, generator)
         z = gaussian_like(mean, generator)
         x = mean + s.to(dtype).view((B, 1) + (1,) * len(shape)) * z
         if reference is not None:
@@ -304,8 +334,10 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
     draw at that time; given it the forward paths above are independent of x_0, so the Gibbs argument holds)
     and the chosen draw descends once, ``steps`` ancestral steps geometric in sigma_e (``_descent_grid``), to
     eps.  ``kernel_variance``: "stein" (default) adds to the ancestral kernel's variance b^2 times the particles'
-    mean posterior variance of x_0 (``_stein_posterior_variance``, no extra score evaluations); "posterior"
-    keeps the forward posterior's variance alone (SMC-Diff's kernel; biased toward one mode at 200 steps, README).
+    mean posterior variance of x_0 (``_stein_posterior_variance``, no extra score evaluations); "anisotropic"
+    adds, on top, the first-order anisotropic part of b^2 Cov[x_0 | x_t] per particle (``_anisotropic_correction``:
+    one more score evaluation per step, so twice the evaluations); "posterior" keeps the forward posterior's
+    variance alone (SMC-Diff's kernel; biased toward one mode at 200 steps, README).
     ``record`` receives ``ess``
     (the effective sample size after each step of every pass, before resampling, mean over conditions),
     ``resampled`` (steps at which any condition resampled), ``sweeps`` and ``moved``: per conditional pass,
@@ -348,7 +380,8 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
             if state is not None:
                 reference = _reference_path(sde, ts, state, y, c, release, generator)
             x, log_w, trace, gain = _smc_sweep(score_fn, sde, ts, kernel, path, pinned, shape, K, generator,
-                                               ess_threshold, reference, bar, kernel_variance == "stein")
+                                               ess_threshold, reference, bar, kernel_variance != "posterior",
+                                               kernel_variance == "anisotropic")
             pick = torch.multinomial(torch.softmax(log_w, 1), 1, generator=generator).flatten()
             if reference is not None:
                 moved.append(float((pick != 0).to(torch.float64).mean()))
@@ -422,7 +455,8 @@ def impute(model, x_known: torch.Tensor, mask: torch.Tensor, sde: Union[str, SDE
             x_known are ignored (NaN allowed there).
         noise_std: the known entries are x_0 + noise_std z (model space): a number or a tensor broadcastable
             to x_known, >= 0 (0: noise-free, returned as given; > 0: those entries are sampled as well).
-        method: "smc" (default; options num_particles, sweeps, ess_threshold, denoise, kernel_variance), "replacement"
+        method: "smc" (default; options num_particles, sweeps, ess_threshold, denoise, kernel_variance: "stein",
+            "anisotropic" (twice the evaluations) or "posterior"), "replacement"
             (options of the PC sampler: predictor, corrector, snr, ...) or "dps" (approximate baseline,
             ``sampling.dps``; option scale).
         steps: reverse-time steps (per pass for "smc": default 200, times 5 passes; else default sde.N);
