@@ -18,6 +18,7 @@ from .checks import check_batch, check_choice, check_eps, check_int
 from .sampling.api import conditioned
 from .sampling.model import counted_run, resolve_model
 from .sampling.ode import PFODE, integrate
+from .sampling.state import hutchinson_probes
 from .sdes import SDE
 from .transforms import IDENTITY, AffineScaler
 
@@ -40,14 +41,6 @@ class LikelihoodResult:
     wall_time: float
     stderr: Optional[torch.Tensor] = None
     latent: Optional[torch.Tensor] = None
-
-
-def hutchinson_probes(shape, n_probes: int, noise: str, generator, device, dtype) -> torch.Tensor:
-    """(n_probes, *shape) fixed Hutchinson probes, ``noise`` "rademacher" or "gaussian"."""
-    # drawn in float32 whatever x's dtype: one seed gives the same probes to a float32 run and to a
-    # float64 reference of it (Rademacher signs are exact in both)
-    z = torch.randn((n_probes,) + tuple(shape), generator=generator, device=device, dtype=torch.float32)
-    return (z.sign() if noise == "rademacher" else z).to(dtype)
 
 
 def divergence_estimates(v: torch.Tensor, x: torch.Tensor, probes: Optional[torch.Tensor]) -> torch.Tensor:

@@ -250,13 +250,15 @@ def test_stein_posterior_variance_is_the_exact_posterior_variance(sde_name):
         assert est.shape == (B,) and bool(((est - exact).abs() < 5 * se).all()), (t, est, exact, se)
 
 
+@pytest.mark.parametrize("shape", [(6,), (1, 2, 3)])
 @pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
-def test_anisotropic_correction_is_the_first_order_kernel_term(sde_name):
+def test_anisotropic_correction_is_the_first_order_kernel_term(sde_name, shape):
     """``kernel_variance="anisotropic"``'s step against its formula with the exact Cov[x_0 | x_t] = C of a
     full-covariance Gaussian (constant in x_t): over its Rademacher probe, the pinned entries' log-weight gains
     b^2 / (2 s^2) (u' C_pp u - tr C_pp) on average (u = resid / s on the pinned block) and the free entries' mean
     gains (b^2 / s) C_fp u; the pinned entries' mean is untouched.  4000 probes at one state per condition; the
-    averages agree within 5 of their standard errors, and a single probe is not exact (the estimate is random)."""
+    averages agree within 5 of their standard errors, and a single probe is not exact (the estimate is random).
+    ``shape`` (1, 2, 3): the same Gaussian seen as an image (C, H, W), so the step's reshapes are checked too."""
     from sde_score.sampling.impute import _anisotropic_correction
 
     sde, D, B, K = get_sde(sde_name), 6, 2, 4000
@@ -273,8 +275,14 @@ def test_anisotropic_correction_is_the_first_order_kernel_term(sde_name):
     b = torch.tensor(0.5 * sigma, dtype=torch.float64)
     resid = (torch.randn(B, 1, D, generator=g, dtype=torch.float64) * s.view(B, 1, 1)).expand(B, K, D) * pinned
     mean = torch.randn(B, K, D, generator=g, dtype=torch.float64)
-    log_w, new_mean = _anisotropic_correction(sde, score_fn, x, score, t, resid, pinned.view(1, 1, D), mean, s, b,
-                                              torch.zeros(B, K, dtype=torch.float64), g)
+    flat_score = score_fn
+    score_fn = lambda x_, t_: flat_score(x_.reshape(len(x_), D), t_).reshape(x_.shape)  # noqa: E731
+    per_particle, per_condition = (B * K,) + shape, (B, K) + shape
+    log_w, new_mean = _anisotropic_correction(sde, score_fn, x.reshape(per_particle), score.reshape(per_particle), t,
+                                              resid.reshape(per_condition), pinned.view((1, 1) + shape),
+                                              mean.reshape(per_condition), s, b, torch.zeros(B, K, dtype=torch.float64),
+                                              g)
+    new_mean = new_mean.reshape(B, K, D)
     assert torch.equal(new_mean[..., pinned], mean[..., pinned])
     for j in range(B):
         u = resid[j, 0, pinned] / s[j]

@@ -102,7 +102,7 @@ PINNED = {
     "heun_ve_churn": "373857a6f940ebc61511",
     "impute_replacement": "60216b803736d46f7f01",
     "impute_smc": "4d1868f399f4ef80abad",
-    "impute_smc_anisotropic": "2caa8141b35bb262585e",
+    "impute_smc_anisotropic": "0c8e6ff02f4c481319b8",
     "langevin": "f7b56acd0f0f1a46b9d8",
     "likelihood_exact_vp": "59fa6bb4cc5069348ee4",
     "likelihood_hutchinson_ve": "90bce75e46c687a6ebe1",

@@ -49,7 +49,7 @@ from .denoiser import final_denoise, posterior_covariance_along, tweedie_denoise
 from .dps import dps_impute
 from .model import counted_run, resolve_model
 from .schedules import balanced_time_grid, geometric_times
-from .state import check_output, check_state, gaussian_like, progress_bar
+from .state import check_output, check_state, gaussian_like, hutchinson_probes, progress_bar
 
 IMPUTE_METHODS = ("smc", "replacement", "dps")
 KERNEL_VARIANCES = ("stein", "anisotropic", "posterior")  # the SMC kernel's variance (``smc_impute``)
@@ -211,7 +211,7 @@ def _anisotropic_correction(sde: SDE, score_fn, x: torch.Tensor, score: torch.Te
     B, K = resid.shape[:2]
     s_x = s.to(resid.dtype).view((B, 1) + (1,) * (resid.dim() - 2))
     u = resid / s_x
-    v = (2 * torch.randint(0, 2, resid.shape, generator=generator, device=resid.device) - 1).to(resid.dtype) * pinned
+    v = hutchinson_probes(resid.shape, 1, "rademacher", generator, resid.device, resid.dtype)[0] * pinned
     cw = posterior_covariance_along(sde, score_fn, x, score, (u - v).reshape(x.shape), t).view(resid.shape)
     bracket = ((u + v) * cw * pinned).flatten(2).sum(2).to(torch.float64)
     log_w = log_w + (b ** 2 / (2 * s ** 2))[:, None] * bracket
@@ -219,15 +219,14 @@ def _anisotropic_correction(sde: SDE, score_fn, x: torch.Tensor, score: torch.Te
 
 
 def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, kernel, path: torch.Tensor, pinned, shape, K: int,
-               generator, ess_threshold: float, reference: Optional[torch.Tensor], bar, stein: bool,
-               anisotropic: bool = False) -> tuple:
+               generator, ess_threshold: float, reference: Optional[torch.Tensor], bar,
+               kernel_variance: str) -> tuple:
     """One SMC pass over the grid ts for B conditions of K particles sharing the observation path
     (len(ts), B, 1, ...); ``kernel`` = ``sde.posterior_coeffs(ts[:-1], ts[1:])`` (the same for every pass).
     With ``reference`` (len(ts), B, ...) it is conditional SMC: slot 0 follows the reference (its pinned
-    entries on the path) and survives every resampling.  ``stein``: the kernel's variance adds b^2 times the
-    particles' mean posterior variance (``_stein_posterior_variance``).  Returns the final states (B, K, ...) at
-    ts[-1], their log-weights (B, K), the ESS (B,) after each step and the kernel's std over the forward
-    posterior's (len(ts) - 1, B)."""
+    entries on the path) and survives every resampling.  ``kernel_variance`` as ``smc_impute``'s.  Returns the
+    final states (B, K, ...) at ts[-1], their log-weights (B, K), the ESS (B,) after each step and the kernel's
+    std over the forward posterior's (len(ts) - 1, B)."""
     B, device, dtype = path.shape[1], path.device, path.dtype
     tx = ts.to(dtype)
     first = 0 if reference is None else 1
@@ -256,7 +255,7 @@ def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, kernel, path: torch.Tensor,
         x0 = tweedie_from_score(sde, x, score, t_i)
         mean = (a[i] * x + b[i] * x0).view((B, K) + shape)
         s = kernel[2][i].expand(B)
-        if stein:
+        if kernel_variance != "posterior":
             s = (s ** 2 + kernel[1][i] ** 2 * _stein_posterior_variance(sde, ts[i], x0, probe, B, K, first)).sqrt()
         inflation.append(s / kernel[2][i])
         m, y_next = pinned(i + 1), path[i + 1]
@@ -264,7 +263,7 @@ def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, kernel, path: torch.Tensor,
         sq = resid.flatten(2).pow(2).sum(2).to(torch.float64)
         n_pinned = m.flatten(2).sum(2).to(torch.float64)
         log_w = log_w + (-0.5 * sq / s[:, None] ** 2 - n_pinned * torch.log(s)[:, None])
-        if anisotropic:
+        if kernel_variance == "anisotropic":
             log_w, mean = _anisotropic_correction(sde, score_fn, x, score, t_i, resid, m, mean, s, kernel[1][i],
                                                   log_w, generator)
         z = gaussian_like(mean, generator)
@@ -380,8 +379,7 @@ def smc_impute(score_fn, sde: SDE, x_known: torch.Tensor, mask: torch.Tensor, *,
             if state is not None:
                 reference = _reference_path(sde, ts, state, y, c, release, generator)
             x, log_w, trace, gain = _smc_sweep(score_fn, sde, ts, kernel, path, pinned, shape, K, generator,
-                                               ess_threshold, reference, bar, kernel_variance != "posterior",
-                                               kernel_variance == "anisotropic")
+                                               ess_threshold, reference, bar, kernel_variance)
             pick = torch.multinomial(torch.softmax(log_w, 1), 1, generator=generator).flatten()
             if reference is not None:
                 moved.append(float((pick != 0).to(torch.float64).mean()))

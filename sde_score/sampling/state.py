@@ -48,6 +48,14 @@ def progress_bar(it: Iterable, progress: bool, desc: str, total: Optional[int] =
     return tqdm(it, desc=desc, total=total, disable=not progress, leave=False, dynamic_ncols=True)
 
 
+def hutchinson_probes(shape, n_probes: int, noise: str, generator, device, dtype) -> torch.Tensor:
+    """(n_probes, *shape) fixed Hutchinson probes, ``noise`` "rademacher" or "gaussian"."""
+    # drawn in float32 whatever x's dtype: one seed gives the same probes to a float32 run and to a
+    # float64 reference of it (Rademacher signs are exact in both)
+    z = torch.randn((n_probes,) + tuple(shape), generator=generator, device=device, dtype=torch.float32)
+    return (z.sign() if noise == "rademacher" else z).to(dtype)
+
+
 def gaussian_like(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
     """Standard normal noise shaped like x, drawn from ``generator`` (on x's device)."""
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
