@@ -255,10 +255,14 @@ def test_stein_posterior_variance_is_the_exact_posterior_variance(sde_name):
 def test_anisotropic_correction_is_the_first_order_kernel_term(sde_name, shape):
     """``kernel_variance="anisotropic"``'s step against its formula with the exact Cov[x_0 | x_t] = C of a
     full-covariance Gaussian (constant in x_t): over its Rademacher probe, the pinned entries' log-weight gains
-    b^2 / (2 s^2) (u' C_pp u - tr C_pp) on average (u = resid / s on the pinned block) and the free entries' mean
-    gains (b^2 / s) C_fp u; the pinned entries' mean is untouched.  4000 probes at one state per condition; the
-    averages agree within 5 of their standard errors, and a single probe is not exact (the estimate is random).
-    ``shape`` (1, 2, 3): the same Gaussian seen as an image (C, H, W), so the step's reshapes are checked too."""
+    b^2 / (2 s^2) (u' (C_pp - c I) u - tr (C_pp - c I)) on average (u = resid / s on the pinned block, c the
+    isotropic part already in s^2 = std^2 + b^2 c) and the free entries' mean gains (b^2 / s) C_fp u; the pinned
+    entries' mean is untouched.  4000 probes at one state per condition; the averages agree within 5 of their
+    standard errors, and a single probe is not exact (the estimate is random).  The expected gain is the first
+    order of the exact Gaussian log-density ratio log N(r; 0, S) - log N(r; 0, s^2 I), S = std^2 I + b^2 C_pp,
+    which is checked too (with b scaled by 0.1 and 0.05, to 5 % of the gain), and it fails without the - c I
+    (session 11's formula counted the isotropic part twice).  ``shape`` (1, 2, 3): the same Gaussian seen as an
+    image (C, H, W), so the step's reshapes are checked too."""
     from sde_score.sampling.impute import _anisotropic_correction
 
     sde, D, B, K = get_sde(sde_name), 6, 2, 4000
@@ -273,6 +277,7 @@ def test_anisotropic_correction_is_the_first_order_kernel_term(sde_name, shape):
     score = score_fn(x, t)
     s = torch.tensor([0.3, 0.8], dtype=torch.float64) * sigma
     b = torch.tensor(0.5 * sigma, dtype=torch.float64)
+    c = torch.tensor([0.6, 1.3], dtype=torch.float64) * C.diagonal().mean()
     resid = (torch.randn(B, 1, D, generator=g, dtype=torch.float64) * s.view(B, 1, 1)).expand(B, K, D) * pinned
     mean = torch.randn(B, K, D, generator=g, dtype=torch.float64)
     flat_score = score_fn
@@ -280,14 +285,22 @@ def test_anisotropic_correction_is_the_first_order_kernel_term(sde_name, shape):
     per_particle, per_condition = (B * K,) + shape, (B, K) + shape
     log_w, new_mean = _anisotropic_correction(sde, score_fn, x.reshape(per_particle), score.reshape(per_particle), t,
                                               resid.reshape(per_condition), pinned.view((1, 1) + shape),
-                                              mean.reshape(per_condition), s, b, torch.zeros(B, K, dtype=torch.float64),
-                                              g)
+                                              mean.reshape(per_condition), s, b, c,
+                                              torch.zeros(B, K, dtype=torch.float64), g)
     new_mean = new_mean.reshape(B, K, D)
     assert torch.equal(new_mean[..., pinned], mean[..., pinned])
     for j in range(B):
         u = resid[j, 0, pinned] / s[j]
         Cpp, Cfp = C[pinned][:, pinned], C[~pinned][:, pinned]
-        want_w = float(b ** 2 / (2 * s[j] ** 2) * (u @ Cpp @ u - Cpp.trace()))
+        aniso = Cpp - c[j] * torch.eye(len(u), dtype=torch.float64)
+        want_w = float(b ** 2 / (2 * s[j] ** 2) * (u @ aniso @ u - aniso.trace()))
+        for scale in (0.1, 0.05):  # the formula is the ratio's first order: its error falls as b^4
+            bs = scale * b
+            S = s[j] ** 2 * torch.eye(len(u), dtype=torch.float64) + bs ** 2 * aniso  # std^2 I + b^2 C_pp
+            r = u * s[j]
+            exact_w = float(-0.5 * r @ torch.linalg.solve(S, r) - 0.5 * torch.logdet(S) + 0.5 * r @ r / s[j] ** 2
+                            + len(u) * torch.log(s[j]))
+            assert abs(exact_w - scale ** 2 * want_w) < 0.05 * scale ** 2 * abs(want_w), (scale, exact_w, want_w)
         got_w = log_w[j]
         se_w = float(got_w.std() / math.sqrt(K))
         assert float(got_w.std()) > 1e-3 * abs(want_w) and abs(float(got_w.mean()) - want_w) < 5 * se_w

@@ -199,22 +199,24 @@ def _stein_posterior_variance(sde: SDE, t: torch.Tensor, x0: torch.Tensor, probe
 
 def _anisotropic_correction(sde: SDE, score_fn, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor,
                             resid: torch.Tensor, pinned: torch.Tensor, mean: torch.Tensor, s: torch.Tensor,
-                            b: torch.Tensor, log_w: torch.Tensor, generator) -> tuple:
+                            b: torch.Tensor, c: torch.Tensor, log_w: torch.Tensor, generator) -> tuple:
     """The kernel's covariance S = s^2 I + b^2 (C - c I), C = Cov[x_0 | x_t] per particle, to first order in
     b^2 (C - c I) / s^2 around the isotropic s^2 = std^2 + b^2 c: the pinned entries' log-density gains
-    b^2 / (2 s^2) (u' C u - tr C) with u = resid / s on the pinned block, and the free entries' mean gains
+    b^2 / (2 s^2) (u' (C - c I) u - tr (C - c I)) with u = resid / s on the pinned block (the isotropic part is
+    already in s^2: counting it again favours particles with large residuals), and the free entries' mean gains
     (b^2 / s) C u, their conditional mean given the pinned ones.  One score evaluation per step: with a
     Rademacher probe v on the pinned block, C (u - v) (``posterior_covariance_along``) gives
-    (u + v)' C (u - v) = u' C u - v' C v, Hutchinson's estimate of the bracket (C is symmetric), and on the free
+    (u + v)' C (u - v) = u' C u - v' C v, Hutchinson's estimate of u' C u - tr C (C is symmetric), and on the free
     entries C u up to the zero-mean C v.  Returns (log_w, mean) updated; resid, pinned and mean (B, K, ...),
-    s (B,) float64, b the step's coefficient of x_0."""
+    s and c (B,) float64, b the step's coefficient of x_0."""
     B, K = resid.shape[:2]
     s_x = s.to(resid.dtype).view((B, 1) + (1,) * (resid.dim() - 2))
     u = resid / s_x
     v = hutchinson_probes(resid.shape, 1, "rademacher", generator, resid.device, resid.dtype)[0] * pinned
     cw = posterior_covariance_along(sde, score_fn, x, score, (u - v).reshape(x.shape), t).view(resid.shape)
     bracket = ((u + v) * cw * pinned).flatten(2).sum(2).to(torch.float64)
-    log_w = log_w + (b ** 2 / (2 * s ** 2))[:, None] * bracket
+    excess = (u.pow(2) * pinned).flatten(2).sum(2).to(torch.float64) - pinned.flatten(2).sum(2).to(torch.float64)
+    log_w = log_w + (b ** 2 / (2 * s ** 2))[:, None] * (bracket - c[:, None] * excess)
     return log_w, mean + (b.to(mean.dtype) ** 2 / s_x) * cw * ~pinned
 
 
@@ -254,9 +256,10 @@ def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, kernel, path: torch.Tensor,
         score = score_fn(x, t_i)
         x0 = tweedie_from_score(sde, x, score, t_i)
         mean = (a[i] * x + b[i] * x0).view((B, K) + shape)
-        s = kernel[2][i].expand(B)
+        s, c = kernel[2][i].expand(B), None  # c: the isotropic part of Cov[x_0 | x_t] that s^2 holds
         if kernel_variance != "posterior":
-            s = (s ** 2 + kernel[1][i] ** 2 * _stein_posterior_variance(sde, ts[i], x0, probe, B, K, first)).sqrt()
+            c = _stein_posterior_variance(sde, ts[i], x0, probe, B, K, first)
+            s = (s ** 2 + kernel[1][i] ** 2 * c).sqrt()
         inflation.append(s / kernel[2][i])
         m, y_next = pinned(i + 1), path[i + 1]
         resid = (y_next - mean) * m
@@ -264,7 +267,7 @@ def _smc_sweep(score_fn, sde: SDE, ts: torch.Tensor, kernel, path: torch.Tensor,
         n_pinned = m.flatten(2).sum(2).to(torch.float64)
         log_w = log_w + (-0.5 * sq / s[:, None] ** 2 - n_pinned * torch.log(s)[:, None])
         if kernel_variance == "anisotropic":
-            log_w, mean = _anisotropic_correction(sde, score_fn, x, score, t_i, resid, m, mean, s, kernel[1][i],
+            log_w, mean = _anisotropic_correction(sde, score_fn, x, score, t_i, resid, m, mean, s, kernel[1][i], c,
                                                   log_w, generator)
         z = gaussian_like(mean, generator)
         x = mean + s.to(dtype).view((B, 1) + (1,) * len(shape)) * z
