@@ -549,7 +549,9 @@ class CosineVPSDE(_LogAlphaVPSDE):
         return (t + self.s) / (1 + self.s) * (math.pi / 2)
 
     def _log_alpha(self, t):
-        return torch.log(torch.cos(self._theta(t))) - self._la0
+        # <= 0 for t >= 0 (cos decreases); at t = 0 a vectorised cos / log can land one ulp above the scalar
+        # self._la0 (+1e-20 on an AMD EPYC), which made sigma(0) = sqrt(-expm1(2 log alpha)) NaN
+        return (torch.log(torch.cos(self._theta(t))) - self._la0).clamp(max=0.0)
 
     def _dlog_alpha(self, t):
         return -torch.tan(self._theta(t)) * (math.pi / 2) / (1 + self.s)

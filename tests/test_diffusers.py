@@ -46,9 +46,13 @@ def test_ancestral_sampling_is_diffusers_ddpm_loop():
     with torch.no_grad():
         for t in sch.timesteps:
             x = sch.step(unet(x, t).sample, t, x, generator=gen).prev_sample
-    # a random UNet's samples reach |x| ~ 400: the two float32 loops agree to ~7e-6 relative (round-off)
+    # a random UNet's samples reach |x| ~ 700: two float32 loops of 1000 steps whose coefficients round
+    # differently (diffusers computes them in float32) agree to 7e-6 relative on the reference platform, 3.4e-5
+    # on an AMD EPYC; DDPM's other variance (fixed_small, sigma_t^2 = beta_tilde_t) is 1.5e-3 away: 1e-4 tells
+    # them apart on either platform
     assert x.abs().max() > 10
-    torch.testing.assert_close(ours, x, rtol=1e-5, atol=1e-5)
+    rel = float(((ours - x).abs() / x.abs().clamp(min=1.0)).max())
+    assert rel < 1e-4, rel
 
 
 def test_learned_variance_and_score_sde_ve():
