@@ -414,7 +414,10 @@ class _LogAlphaVPSDE(SDE):
         return bcast(d, x) * x, torch.sqrt(-2 * d)
 
     def _alpha_sigma(self, t):
-        la = self._log_alpha(t)
+        # log alpha <= 0 for every VP schedule; round-off can put it a hair above 0 at t = 0 (CosineVP: a
+        # vectorised cos / log one ulp above its scalar constant, +1e-20 on an AMD EPYC), and then sigma(0) =
+        # sqrt(-expm1(2 log alpha)) was NaN
+        la = self._log_alpha(t).clamp(max=0.0)
         return torch.exp(la), torch.sqrt(-torch.expm1(2 * la))
 
     def _t_from_edm_sigma(self, s):
@@ -549,9 +552,7 @@ class CosineVPSDE(_LogAlphaVPSDE):
         return (t + self.s) / (1 + self.s) * (math.pi / 2)
 
     def _log_alpha(self, t):
-        # <= 0 for t >= 0 (cos decreases); at t = 0 a vectorised cos / log can land one ulp above the scalar
-        # self._la0 (+1e-20 on an AMD EPYC), which made sigma(0) = sqrt(-expm1(2 log alpha)) NaN
-        return (torch.log(torch.cos(self._theta(t))) - self._la0).clamp(max=0.0)
+        return torch.log(torch.cos(self._theta(t))) - self._la0
 
     def _dlog_alpha(self, t):
         return -torch.tan(self._theta(t)) * (math.pi / 2) / (1 + self.s)

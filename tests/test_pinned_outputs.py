@@ -7,6 +7,7 @@ Bit-identical is per platform: the same wheel gives other bits on another CPU (M
 an AMD EPYC differ from the machine the pins were first recorded on).  ``PINNED`` holds the reference
 platform's hashes, ``PLATFORM_PINNED`` those that differ on a platform recognised by ``platform_key``
 (its CPU vendor and the bits of a fixed set of torch operations)."""
+import functools
 import hashlib
 import sys
 
@@ -137,6 +138,7 @@ def digest(x: torch.Tensor) -> str:
     return hashlib.sha256(x.detach().contiguous().cpu().numpy().tobytes()).hexdigest()[:20]
 
 
+@functools.lru_cache(maxsize=None)
 def platform_key() -> str:
     """The CPU vendor and the digest of the operations the cases are made of (float32 matrix products of the
     networks' and mixtures' shapes, exp / log-sum-exp / SiLU, a float64 Cholesky solve), which tell platforms
