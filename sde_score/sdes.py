@@ -355,6 +355,14 @@ class _LinearBetaSDE(SDE):
         return 1 - self.discrete_beta(self.timestep_index(t)).to(t)
 
 
+def _vp_alpha_sigma(log_alpha: torch.Tensor):
+    """(alpha, sigma) of a variance-preserving SDE from log alpha: sigma^2 = 1 - alpha^2.  log alpha <= 0 for every
+    VP schedule; round-off can put it a hair above 0 at t = 0 (CosineVP: a vectorised cos / log one ulp above its
+    scalar constant, +1e-20 on an AMD EPYC), and then sigma(0) = sqrt(-expm1(2 log alpha)) was NaN."""
+    la = log_alpha.clamp(max=0.0)
+    return torch.exp(la), torch.sqrt(-torch.expm1(2 * la))
+
+
 @register_sde("vp")
 class VPSDE(_LinearBetaSDE):
     """Variance preserving SDE (DDPM): dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw (eq. 32)."""
@@ -372,8 +380,7 @@ class VPSDE(_LinearBetaSDE):
         return -0.5 * bcast(beta, x) * x, torch.sqrt(beta)
 
     def _alpha_sigma(self, t):
-        la = self._log_alpha(t)
-        return torch.exp(la), torch.sqrt(-torch.expm1(2 * la))
+        return _vp_alpha_sigma(self._log_alpha(t))
 
     def _t_from_edm_sigma(self, s):
         # sigma/alpha = sqrt(alpha^-2 - 1)  =>  log alpha = -log(1 + s^2)/2
@@ -414,11 +421,7 @@ class _LogAlphaVPSDE(SDE):
         return bcast(d, x) * x, torch.sqrt(-2 * d)
 
     def _alpha_sigma(self, t):
-        # log alpha <= 0 for every VP schedule; round-off can put it a hair above 0 at t = 0 (CosineVP: a
-        # vectorised cos / log one ulp above its scalar constant, +1e-20 on an AMD EPYC), and then sigma(0) =
-        # sqrt(-expm1(2 log alpha)) was NaN
-        la = self._log_alpha(t).clamp(max=0.0)
-        return torch.exp(la), torch.sqrt(-torch.expm1(2 * la))
+        return _vp_alpha_sigma(self._log_alpha(t))
 
     def _t_from_edm_sigma(self, s):
         return self._t_from_log_alpha(-0.5 * torch.log1p(s ** 2))

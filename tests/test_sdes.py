@@ -28,6 +28,21 @@ class _Forward(torch.nn.Module):
         return self.sde.sde(y, t.clamp(0, 1).expand(y.shape[0]))[1][:, None].expand_as(y)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", sorted(SDES.names()))
+def test_alpha_sigma_are_finite_down_to_t_0(name, dtype):
+    """Every registered SDE at t = 0, its default eps and T, as a batch (the vectorised path where round-off put
+    CosineVP's log alpha(0) one ulp above 0 and sigma(0) = NaN): alpha in (0, 1] for VP schedules (> 0 for VE),
+    sigma >= 0, all finite."""
+    sde = get_sde(name)
+    t = torch.tensor([0.0, sde.default_eps, 0.5 * sde.T, sde.T], dtype=dtype)
+    alpha, sigma = sde.alpha_sigma(t)
+    assert torch.isfinite(alpha).all() and torch.isfinite(sigma).all(), (name, alpha, sigma)
+    assert (alpha > 0).all() and (sigma >= 0).all(), (name, alpha, sigma)
+    if name != "ve":
+        assert (alpha <= 1).all(), (name, alpha)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_marginal_prob_matches_torchsde_simulation(name):
     # n = 20000 paths of a 2-D SDE from fixed x0; Euler step 1e-3 has O(dt) weak error (< 0.2% of
